@@ -1,0 +1,30 @@
+use std::time::Duration;
+
+/// What can go wrong talking to the broker, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker refused the message (the queue is full)")]
+    Rejected,
+    #[error("the message could not be routed to any queue")]
+    Unroutable,
+    #[error(
+        "queue {queue} exists with other arguments than these settings declare; \
+         delete it or use the settings it was created with ({source})"
+    )]
+    TopologyMismatch { queue: String, source: lapin::Error },
+    #[error("the reply queue is closed")]
+    ReplyQueueClosed,
+    #[error("message could not be encoded: {0}")]
+    Codec(#[from] letterbox::codec::CodecError),
+    #[error("broker error: {0}")]
+    Amqp(#[from] lapin::Error),
+}
+
+impl BrokerError {
+    /// True when a later attempt may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::TopologyMismatch { .. } | Self::Codec(_))
+    }
+}

@@ -1,0 +1,148 @@
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::Acker;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
+use letterbox::codec::{self, CONTENT_TYPE, CodecError};
+use letterbox::{Job, Reply};
+
+use crate::{BrokerError, Publisher, Topology};
+
+/// A worker's subscription to the jobs queue, with manual acks and a prefetch equal to the
+/// number of jobs the worker runs at once: a job waits in the queue, where any idle worker can
+/// take it, rather than in a busy worker's buffer.
+pub struct JobStream {
+    channel: Channel,
+    consumer: Consumer,
+}
+
+impl JobStream {
+    pub async fn open(
+        connection: &Connection,
+        topology: &Topology,
+        prefetch: u16,
+        consumer_tag: &str,
+    ) -> Result<Self, BrokerError> {
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        channel.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
+        let consumer = channel
+            .basic_consume(
+                topology.jobs_queue.as_str().into(),
+                consumer_tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self { channel, consumer })
+    }
+
+    /// The next job; `None` once the subscription is cancelled or the channel is gone.
+    pub async fn next(&mut self) -> Option<Result<JobDelivery, BrokerError>> {
+        let delivery = match self.consumer.next().await? {
+            Ok(delivery) => delivery,
+            Err(error) => return Some(Err(error.into())),
+        };
+        let properties = &delivery.properties;
+        let delivery_count = properties
+            .headers()
+            .as_ref()
+            .and_then(|headers| headers.inner().get("x-delivery-count").and_then(as_u64));
+        Some(Ok(JobDelivery {
+            job: codec::decode_job(&delivery.data),
+            reply_to: properties.reply_to().as_ref().map(ToString::to_string),
+            correlation_id: properties.correlation_id().as_ref().map(ToString::to_string),
+            redelivered: delivery.redelivered,
+            previous_deliveries: delivery_count.unwrap_or(0),
+            acker: delivery.acker,
+        }))
+    }
+
+    /// Stops new deliveries; jobs already delivered can still be acked.
+    pub async fn cancel(&self) -> Result<(), BrokerError> {
+        self.channel
+            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
+            .await?;
+        Ok(())
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+}
+
+fn as_u64(value: &AMQPValue) -> Option<u64> {
+    match value {
+        AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(u64::from(*n)),
+        AMQPValue::ShortInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::ShortUInt(n) => Some(u64::from(*n)),
+        _ => None,
+    }
+}
+
+/// One job as a worker receives it. Settle it exactly once with `ack`, `requeue` or
+/// `dead_letter`.
+pub struct JobDelivery {
+    /// The decoded job, or why it could not be decoded (such a message is dead-lettered).
+    pub job: Result<Job, CodecError>,
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
+    pub redelivered: bool,
+    /// How many times the broker delivered this message before (quorum queues count them).
+    pub previous_deliveries: u64,
+    acker: Acker,
+}
+
+impl JobDelivery {
+    pub async fn ack(&self) -> Result<(), BrokerError> {
+        self.acker.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Hands the job back to the queue for any worker to take again.
+    pub async fn requeue(&self) -> Result<(), BrokerError> {
+        self.acker.reject(BasicRejectOptions { requeue: true }).await?;
+        Ok(())
+    }
+
+    /// Sends the job to the dead-letter queue.
+    pub async fn dead_letter(&self) -> Result<(), BrokerError> {
+        self.acker.reject(BasicRejectOptions { requeue: false }).await?;
+        Ok(())
+    }
+}
+
+/// Publishes replies to the reply queue named by each job, confirmed by the broker.
+#[derive(Clone)]
+pub struct Replier {
+    publisher: Publisher,
+}
+
+impl Replier {
+    pub async fn open(connection: &Connection, timeout: Duration) -> Result<Self, BrokerError> {
+        Ok(Self { publisher: Publisher::open(connection, timeout).await? })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.publisher.is_open()
+    }
+
+    /// Not `mandatory`: when the ingress that asked is gone, so is its reply queue, and there is
+    /// nobody left to tell.
+    pub async fn send(
+        &self,
+        reply_to: &str,
+        correlation_id: &str,
+        reply: &Reply,
+    ) -> Result<(), BrokerError> {
+        let body = codec::encode_reply(reply)?;
+        let properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_correlation_id(correlation_id.into());
+        self.publisher.publish("", reply_to, &body, properties, false).await
+    }
+}

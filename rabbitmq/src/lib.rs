@@ -1,0 +1,24 @@
+//! Letterbox's RabbitMQ adapter: the only code that knows lapin.
+//!
+//! The rest of Letterbox sees a small typed surface: declare the topology, submit a job and await
+//! its reply (ingress), take jobs and send replies (workers). One file per role:
+//! - `connection`: opening connections with a timeout and a name the broker's UI shows;
+//! - `topology`: the queues and exchanges, declared idempotently by whichever side starts first;
+//! - `publisher`: confirmed, mandatory publishing that turns nacks and returns into errors;
+//! - `replies`: the ingress's reply queue and the one router that owns the correlation map;
+//! - `jobs`: the workers' side, deliveries in and replies out.
+
+mod connection;
+mod error;
+mod jobs;
+mod publisher;
+mod replies;
+mod topology;
+
+pub use connection::connect;
+pub use error::BrokerError;
+pub use jobs::{JobDelivery, JobStream, Replier};
+pub use lapin::Connection;
+pub use publisher::Publisher;
+pub use replies::{JobSubmitter, PendingReply, ReplyLost, ReplyRouter};
+pub use topology::Topology;

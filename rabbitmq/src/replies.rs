@@ -1,0 +1,235 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection};
+use letterbox::codec::{self, CONTENT_TYPE};
+use letterbox::{Job, Reply};
+use tokio::sync::oneshot;
+use letterbox::shutdown::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::{BrokerError, Publisher, Topology};
+
+/// Why a registered reply will never come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyLost {
+    #[error("the reply queue closed before the reply arrived")]
+    ChannelClosed,
+    #[error("the reply could not be decoded")]
+    Undecodable,
+}
+
+type Waiter = oneshot::Sender<Result<Reply, ReplyLost>>;
+
+/// The ingress's reply queue and the one owner of the correlation map.
+///
+/// Each ingress process declares one exclusive, server-named queue and consumes it without acks:
+/// replies are routed by correlation id (the job id) to whoever waits. The queue dies with the
+/// connection, so a reply addressed to a dead ingress is dropped by the broker rather than kept.
+pub struct ReplyRouter {
+    queue: String,
+    pending: Mutex<HashMap<Uuid, Waiter>>,
+    open: AtomicBool,
+}
+
+impl ReplyRouter {
+    /// Declares the reply queue, starts consuming it on a task owned by `tracker`, and stops
+    /// when `shutdown` is cancelled or the channel closes (every waiter then learns the reply is
+    /// lost rather than hanging).
+    pub async fn start(
+        connection: &Connection,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let channel = connection.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, exclusive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        let router = Arc::new(Self {
+            queue: queue.name().to_string(),
+            pending: Mutex::new(HashMap::new()),
+            open: AtomicBool::new(true),
+        });
+        let task_router = Arc::clone(&router);
+        tracker.spawn(async move {
+            loop {
+                let delivery = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    next = consumer.next() => next,
+                };
+                match delivery {
+                    Some(Ok(delivery)) => {
+                        let correlation = delivery
+                            .properties
+                            .correlation_id()
+                            .as_ref()
+                            .and_then(|id| Uuid::parse_str(id.as_str()).ok());
+                        task_router.route(correlation, &delivery.data);
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "Reply consumer failed");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            task_router.close();
+            let _ = channel.close(200, "shutdown".into()).await;
+        });
+        Ok(router)
+    }
+
+    /// The queue name workers reply to.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// How many requests are waiting for a reply.
+    pub fn waiting(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Registers interest in the reply to `job_id`; do this before publishing the job.
+    pub fn expect(self: &Arc<Self>, job_id: Uuid) -> Result<PendingReply, ReplyLost> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.lock();
+        // Checked under the lock, so `close` cannot drain the map between check and insert.
+        if !self.is_open() {
+            return Err(ReplyLost::ChannelClosed);
+        }
+        pending.insert(job_id, tx);
+        Ok(PendingReply { rx, router: Arc::clone(self), job_id })
+    }
+
+    fn route(&self, correlation: Option<Uuid>, body: &[u8]) {
+        let Some(job_id) = correlation else {
+            tracing::warn!("Dropped a reply without a valid correlation id");
+            return;
+        };
+        let Some(waiter) = self.lock().remove(&job_id) else {
+            // Late (after the deadline) or duplicate (a redelivered job answered twice).
+            tracing::debug!(%job_id, "Dropped a reply nobody waits for");
+            return;
+        };
+        let reply = match codec::decode_reply(body) {
+            Ok(reply) if reply.job_id == job_id => Ok(reply),
+            Ok(_) | Err(_) => {
+                tracing::warn!(%job_id, "Dropped a reply that could not be decoded");
+                Err(ReplyLost::Undecodable)
+            }
+        };
+        let _ = waiter.send(reply);
+    }
+
+    fn close(&self) {
+        let mut pending = self.lock();
+        self.open.store(false, Ordering::Release);
+        // Dropping the senders wakes every waiter with `ChannelClosed`.
+        pending.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Waiter>> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A reply someone waits for; dropping it (a timeout, a client gone) forgets the job id, so a
+/// late reply is dropped instead of accumulating.
+pub struct PendingReply {
+    rx: oneshot::Receiver<Result<Reply, ReplyLost>>,
+    router: Arc<ReplyRouter>,
+    job_id: Uuid,
+}
+
+impl PendingReply {
+    pub async fn wait(mut self) -> Result<Reply, ReplyLost> {
+        (&mut self.rx).await.unwrap_or(Err(ReplyLost::ChannelClosed))
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        self.router.lock().remove(&self.job_id);
+    }
+}
+
+/// The ingress's whole view of the broker: submit a job, get something to await.
+pub struct JobSubmitter {
+    publisher: Publisher,
+    router: Arc<ReplyRouter>,
+    topology: Topology,
+}
+
+impl JobSubmitter {
+    /// Declares the topology and starts the reply router. Publishing and consuming use separate
+    /// connections, so flow control on the publishing one cannot stall replies.
+    pub async fn start(
+        publish: &Connection,
+        consume: &Connection,
+        topology: Topology,
+        timeout: Duration,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BrokerError> {
+        let publisher = Publisher::open(publish, timeout).await?;
+        topology.declare(publisher.channel()).await?;
+        let router = ReplyRouter::start(consume, tracker, shutdown).await?;
+        Ok(Self { publisher, router, topology })
+    }
+
+    /// Publishes `job` (confirmed, mandatory, expiring at its deadline) and returns the reply to
+    /// wait for.
+    pub async fn submit(&self, job: &Job) -> Result<PendingReply, BrokerError> {
+        let pending = self.router.expect(job.id).map_err(|_| BrokerError::ReplyQueueClosed)?;
+        let body = codec::encode_job(job)?;
+        let ttl_ms = job.deadline_ms.saturating_sub(letterbox::time::now_ms()).max(1);
+        let id = job.id.to_string();
+        let properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_delivery_mode(2)
+            .with_message_id(id.as_str().into())
+            .with_correlation_id(id.as_str().into())
+            .with_reply_to(self.router.queue().into())
+            .with_expiration(ttl_ms.to_string().into())
+            .with_timestamp(job.created_at_ms / 1000);
+        self.publisher
+            .publish("", &self.topology.jobs_queue, &body, properties, true)
+            .await?;
+        Ok(pending)
+    }
+
+    /// Ready while both the publishing channel and the reply consumer are up.
+    pub fn is_ready(&self) -> bool {
+        self.publisher.is_open() && self.router.is_open()
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.router.waiting()
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+}

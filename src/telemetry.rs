@@ -1,0 +1,242 @@
+//! Logs and metrics: the one place that knows metric names' shape and how they are exported.
+//!
+//! Latencies go into HDR histograms (microsecond resolution, three significant figures) and are
+//! exported on `/metrics` as Prometheus summaries with p50, p95 and p99. At LLM request rates a
+//! mutex per histogram costs nothing measurable, and unlike `SyncHistogram` it never blocks a
+//! runtime thread waiting for idle recorders.
+//!
+//! Label values come only from fixed sets chosen by the code (status codes, outcome names), never
+//! from requests, so no document text or name can reach a metric.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tracing_subscriber::EnvFilter;
+
+/// Starts the process's log output on stderr. `LETTERBOX_LOG` takes `tracing` filter directives
+/// (`info`, `letterbox_consumer=debug`, …); the default is `info`.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_env(crate::env::LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second call (tests start several apps in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The quantiles every latency summary exports.
+pub const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
+
+/// A latency distribution with microsecond resolution, up to one hour.
+pub struct LatencyHistogram {
+    name: &'static str,
+    help: &'static str,
+    state: Mutex<(Histogram<u64>, u64)>,
+}
+
+const MAX_TRACKABLE_US: u64 = 3_600_000_000;
+
+impl LatencyHistogram {
+    pub fn new(name: &'static str, help: &'static str) -> Self {
+        // Bounds are constants within hdrhistogram's accepted range, so this cannot fail.
+        #[allow(clippy::expect_used)]
+        let histogram = Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3).expect("valid bounds");
+        Self { name, help, state: Mutex::new((histogram, 0)) }
+    }
+
+    pub fn record(&self, elapsed: Duration) {
+        self.record_us(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    pub fn record_us(&self, micros: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.0.saturating_record(micros.max(1));
+        state.1 = state.1.saturating_add(micros);
+    }
+
+    /// The value at quantile `q` (0.0–1.0); zero when nothing was recorded.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Duration::from_micros(state.0.value_at_quantile(q))
+    }
+
+    pub fn count(&self) -> u64 {
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.0.len()
+    }
+
+    /// Appends this histogram as a Prometheus summary in seconds.
+    pub fn render(&self, out: &mut String) {
+        let (values, sum_us, count) = {
+            let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let values: Vec<u64> = QUANTILES.iter().map(|q| state.0.value_at_quantile(*q)).collect();
+            (values, state.1, state.0.len())
+        };
+        let name = self.name;
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} summary");
+        for (q, value) in QUANTILES.iter().zip(values) {
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", seconds(value));
+        }
+        let _ = writeln!(out, "{name}_sum {}", seconds(sum_us));
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+fn seconds(micros: u64) -> String {
+    format!("{:.6}", micros as f64 / 1_000_000.0)
+}
+
+/// A counter with one label whose values the code chooses (e.g. `code="413"`).
+pub struct CounterVec {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    values: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl CounterVec {
+    pub fn new(name: &'static str, help: &'static str, label: &'static str) -> Self {
+        Self { name, help, label, values: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn inc(&self, value: &'static str) {
+        let mut values = self.values.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *values.entry(value).or_default() += 1;
+    }
+
+    pub fn get(&self, value: &str) -> u64 {
+        let values = self.values.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        values.get(value).copied().unwrap_or(0)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let values = self.values.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (name, label) = (self.name, self.label);
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (value, count) in values.iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+        }
+    }
+}
+
+/// A plain counter.
+pub struct Counter {
+    name: &'static str,
+    help: &'static str,
+    value: AtomicU64,
+}
+
+impl Counter {
+    pub const fn new(name: &'static str, help: &'static str) -> Self {
+        Self { name, help, value: AtomicU64::new(0) }
+    }
+
+    pub fn inc(&self) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let name = self.name;
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", self.get());
+    }
+}
+
+/// A value that goes up and down, such as requests in flight.
+pub struct Gauge {
+    name: &'static str,
+    help: &'static str,
+    value: AtomicI64,
+}
+
+impl Gauge {
+    pub const fn new(name: &'static str, help: &'static str) -> Self {
+        Self { name, help, value: AtomicI64::new(0) }
+    }
+
+    pub fn set(&self, value: i64) {
+        self.value.store(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    /// Adds one now and subtracts it again when the guard drops, whatever path is taken.
+    pub fn track(&self) -> GaugeGuard<'_> {
+        self.value.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(self)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let name = self.name;
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", self.get());
+    }
+}
+
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.value.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The content type of the Prometheus text exposition format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_reports_quantiles_sum_and_count_in_seconds() {
+        let histogram = LatencyHistogram::new("letterbox_test_seconds", "Test.");
+        for ms in 1..=100u64 {
+            histogram.record(Duration::from_millis(ms));
+        }
+        let mut out = String::new();
+        histogram.render(&mut out);
+        assert!(out.contains("# TYPE letterbox_test_seconds summary\n"), "{out}");
+        assert!(out.contains("letterbox_test_seconds{quantile=\"0.5\"} 0.050015\n"), "{out}");
+        assert!(out.contains("letterbox_test_seconds{quantile=\"0.99\"} 0.099007\n"), "{out}");
+        assert!(out.contains("letterbox_test_seconds_sum 5.050000\n"), "{out}");
+        assert!(out.contains("letterbox_test_seconds_count 100\n"), "{out}");
+    }
+
+    #[test]
+    fn counters_render_one_line_per_label_value() {
+        let counter = CounterVec::new("letterbox_test_total", "Test.", "code");
+        counter.inc("200");
+        counter.inc("200");
+        counter.inc("503");
+        let mut out = String::new();
+        counter.render(&mut out);
+        assert!(out.contains("letterbox_test_total{code=\"200\"} 2\n"), "{out}");
+        assert!(out.contains("letterbox_test_total{code=\"503\"} 1\n"), "{out}");
+    }
+
+    #[test]
+    fn a_gauge_guard_gives_back_what_it_took() {
+        let gauge = Gauge::new("g", "Test.");
+        {
+            let _one = gauge.track();
+            let _two = gauge.track();
+            assert_eq!(gauge.get(), 2);
+        }
+        assert_eq!(gauge.get(), 0);
+    }
+}

@@ -1,0 +1,270 @@
+//! Letterbox's Vault adapter: the only code that knows vaultrs.
+//!
+//! Workers read the LLM API key from a KV v2 secret. The adapter authenticates (a token, or
+//! AppRole), reads a secret field, caches it briefly in memory (moka) so Vault is not on the path
+//! of every job, and classifies failures so callers can tell "try again" (unreachable, sealed)
+//! from "fix the configuration" (forbidden, missing). Secret values are `SecretString` from the
+//! moment they leave the HTTP response, so `Debug` and logs never show them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::RwLock;
+use vaultrs::api::kv2::requests::ReadSecretRequest;
+use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+
+/// How the process proves who it is to Vault.
+#[derive(Clone)]
+pub enum VaultAuth {
+    /// A token given to the process (development and tests).
+    Token(SecretString),
+    /// AppRole: a role id and a secret id exchanged for a short-lived token at start-up.
+    AppRole { mount: String, role_id: String, secret_id: SecretString },
+}
+
+#[derive(Clone)]
+pub struct VaultSettings {
+    pub addr: String,
+    pub auth: VaultAuth,
+    /// Per-request timeout; vaultrs sets none by default.
+    pub timeout: Duration,
+    /// How long a secret read is reused before Vault is asked again.
+    pub cache_ttl: Duration,
+}
+
+/// A field of a KV v2 secret: `secret/letterbox/llm` with field `api_key` is mount `secret`,
+/// path `letterbox/llm`, field `api_key` (the CLI's form, without the API's `/data/`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KvPath {
+    pub mount: String,
+    pub path: String,
+    pub field: String,
+}
+
+impl KvPath {
+    pub fn parse(path: &str, field: &str) -> Result<Self, VaultError> {
+        let trimmed = path.trim().trim_matches('/');
+        let invalid = || VaultError::InvalidPath { path: path.to_owned() };
+        let (mount, rest) = trimmed.split_once('/').ok_or_else(invalid)?;
+        // `secret/data/x` is the HTTP API's spelling of `secret/x`; accept both.
+        let rest = rest.strip_prefix("data/").unwrap_or(rest);
+        if mount.is_empty() || rest.is_empty() || field.trim().is_empty() {
+            return Err(invalid());
+        }
+        Ok(Self { mount: mount.to_owned(), path: rest.to_owned(), field: field.trim().to_owned() })
+    }
+}
+
+impl fmt::Display for KvPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} (field {})", self.mount, self.path, self.field)
+    }
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("VAULT_ADDR {addr:?} is not a valid http(s) URL")]
+    InvalidAddress { addr: String },
+    #[error("{path:?} is not a KV v2 path of the form <mount>/<path>")]
+    InvalidPath { path: String },
+    #[error("Vault is unreachable: {0}")]
+    Unreachable(String),
+    #[error("Vault is sealed or not ready (503); it will be retried")]
+    Sealed,
+    #[error(
+        "Vault refused access to {path} (403): the token or AppRole lacks a policy that allows \
+         reading it; this is a configuration error"
+    )]
+    Forbidden { path: String },
+    #[error("no secret at {path} in Vault (404): write it first, or fix the path")]
+    NotFound { path: String },
+    #[error("the secret at {path} has no string field {field:?}")]
+    MissingField { path: String, field: String },
+    #[error("AppRole login failed: {0}")]
+    Login(String),
+    #[error("Vault answered {code}: {message}")]
+    Api { code: u16, message: String },
+}
+
+impl VaultError {
+    /// True when asking again later may succeed without anyone changing the configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable(_) | Self::Sealed => true,
+            Self::Api { code, .. } => *code >= 500 || *code == 429,
+            _ => false,
+        }
+    }
+
+    fn from_client(error: ClientError, path: &KvPath) -> Self {
+        let shown = format!("{}/{}", path.mount, path.path);
+        match error {
+            ClientError::APIError { code: 403, .. } => Self::Forbidden { path: shown },
+            ClientError::APIError { code: 404, .. } => Self::NotFound { path: shown },
+            ClientError::APIError { code: 503, .. } => Self::Sealed,
+            ClientError::APIError { code, errors } => Self::Api { code, message: errors.join("; ") },
+            other => Self::Unreachable(other.to_string()),
+        }
+    }
+}
+
+/// A secret value with what Vault says about its age.
+pub struct SecretValue {
+    pub value: SecretString,
+    pub version: u64,
+    /// RFC 3339 creation time of this version, from Vault's metadata.
+    pub created_time: String,
+}
+
+/// Reads secrets from Vault with an in-memory cache.
+pub struct SecretStore {
+    settings: VaultSettings,
+    /// Behind a lock because a re-login replaces the token (`set_token` takes `&mut self`).
+    client: RwLock<VaultClient>,
+    cache: Cache<KvPath, Arc<SecretValue>>,
+}
+
+impl SecretStore {
+    /// Builds the client and, for AppRole, logs in. Fails clearly on a bad address or login.
+    pub async fn connect(settings: VaultSettings) -> Result<Self, VaultError> {
+        let client = build_client(&settings)?;
+        let cache = Cache::builder().max_capacity(64).time_to_live(settings.cache_ttl).build();
+        let store = Self { settings, client: RwLock::new(client), cache };
+        if matches!(store.settings.auth, VaultAuth::AppRole { .. }) {
+            store.login().await?;
+        }
+        Ok(store)
+    }
+
+    /// The secret field at `path`, from the cache when fresh. Concurrent misses share one read.
+    pub async fn read(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
+        self.cache
+            .try_get_with_by_ref(path, self.fetch(path))
+            .await
+            .map_err(|error| (*error).clone())
+    }
+
+    /// Forgets a cached value, so the next read asks Vault (after the provider refused a key).
+    pub async fn invalidate(&self, path: &KvPath) {
+        self.cache.invalidate(path).await;
+    }
+
+    async fn fetch(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
+        match self.fetch_once(path).await {
+            // An AppRole token may have lapsed: log in again once, then retry once.
+            Err(VaultError::Forbidden { .. }) if matches!(self.settings.auth, VaultAuth::AppRole { .. }) => {
+                self.login().await?;
+                self.fetch_once(path).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fetch_once(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
+        let request = ReadSecretRequest::builder()
+            .mount(path.mount.as_str())
+            .path(path.path.as_str())
+            .build()
+            .map_err(|error| VaultError::InvalidPath { path: error.to_string() })?;
+        let response = {
+            let client = self.client.read().await;
+            vaultrs::api::exec_with_result(&*client, request)
+                .await
+                .map_err(|error| VaultError::from_client(error, path))?
+        };
+        let value = response
+            .data
+            .get(&path.field)
+            .and_then(|value| value.as_str())
+            .filter(|value| !value.is_empty())
+            .map(|value| SecretString::from(value.to_owned()))
+            .ok_or_else(|| VaultError::MissingField {
+                path: format!("{}/{}", path.mount, path.path),
+                field: path.field.clone(),
+            })?;
+        Ok(Arc::new(SecretValue {
+            value,
+            version: response.metadata.version,
+            created_time: response.metadata.created_time,
+        }))
+    }
+
+    async fn login(&self) -> Result<(), VaultError> {
+        let VaultAuth::AppRole { mount, role_id, secret_id } = &self.settings.auth else {
+            return Ok(());
+        };
+        let mut client = self.client.write().await;
+        let auth = vaultrs::auth::approle::login(&*client, mount, role_id, secret_id.expose_secret())
+            .await
+            .map_err(|error| match error {
+                ClientError::APIError { code, .. } => {
+                    VaultError::Login(format!("Vault answered {code}; check VAULT_ROLE_ID and VAULT_SECRET_ID"))
+                }
+                other => VaultError::Unreachable(other.to_string()),
+            })?;
+        client.set_token(&auth.client_token);
+        tracing::info!(lease_seconds = auth.lease_duration, "Logged in to Vault with AppRole");
+        Ok(())
+    }
+}
+
+fn build_client(settings: &VaultSettings) -> Result<VaultClient, VaultError> {
+    // vaultrs panics on an invalid address; check it first.
+    let invalid = || VaultError::InvalidAddress { addr: settings.addr.clone() };
+    let url = url::Url::parse(&settings.addr).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid());
+    }
+    let token = match &settings.auth {
+        VaultAuth::Token(token) => token.expose_secret().to_owned(),
+        VaultAuth::AppRole { .. } => String::new(),
+    };
+    let client_settings = VaultClientSettingsBuilder::default()
+        .address(&settings.addr)
+        .token(token)
+        .timeout(Some(settings.timeout))
+        .build()
+        .map_err(|_| invalid())?;
+    VaultClient::new(client_settings).map_err(|error| VaultError::Unreachable(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_paths_accept_the_cli_and_api_spellings() {
+        let expected = KvPath {
+            mount: "secret".into(),
+            path: "letterbox/llm".into(),
+            field: "api_key".into(),
+        };
+        assert_eq!(KvPath::parse("secret/letterbox/llm", "api_key").unwrap(), expected);
+        assert_eq!(KvPath::parse("/secret/data/letterbox/llm/", "api_key").unwrap(), expected);
+        assert!(matches!(KvPath::parse("secret", "api_key"), Err(VaultError::InvalidPath { .. })));
+        assert!(matches!(KvPath::parse("secret/x", " "), Err(VaultError::InvalidPath { .. })));
+    }
+
+    #[test]
+    fn a_bad_address_is_an_error_not_a_panic() {
+        let settings = VaultSettings {
+            addr: "not a url".into(),
+            auth: VaultAuth::Token(SecretString::from("t".to_owned())),
+            timeout: Duration::from_secs(1),
+            cache_ttl: Duration::from_secs(1),
+        };
+        assert!(matches!(build_client(&settings), Err(VaultError::InvalidAddress { .. })));
+    }
+
+    #[test]
+    fn only_outages_are_transient() {
+        assert!(VaultError::Sealed.is_transient());
+        assert!(VaultError::Unreachable("x".into()).is_transient());
+        assert!(!VaultError::Forbidden { path: "p".into() }.is_transient());
+        assert!(!VaultError::NotFound { path: "p".into() }.is_transient());
+    }
+}
