@@ -1,0 +1,196 @@
+//! The worker application: build it from settings, run it until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use letterbox::shutdown::CancellationToken;
+use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
+use letterbox_rabbitmq::{Connection, JobStream, Replier, Topology};
+use letterbox_vault::{KvPath, SecretStore, VaultAuth, VaultSettings};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::llm::LlmClient;
+use crate::metrics::Metrics;
+use crate::prompt::Templates;
+use crate::settings::ConsumerSettings;
+use crate::worker::{Worker, settle};
+
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct ConsumerApp {
+    worker: Arc<Worker>,
+    stream: JobStream,
+    metrics_listener: TcpListener,
+    metrics: Arc<Metrics>,
+    /// Owns the metrics server and every job task.
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    connections: [Connection; 2],
+    /// Permits = prefetch: a job is only taken when a permit is free.
+    concurrency: u16,
+    grace: Duration,
+}
+
+impl ConsumerApp {
+    pub async fn build(settings: ConsumerSettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        if settings.concurrency == 0 {
+            bail!("LETTERBOX_CONCURRENCY must be at least 1");
+        }
+        let auth = match (&settings.vault_role_id, &settings.vault_secret_id, &settings.vault_token) {
+            (Some(role_id), Some(secret_id), _) => VaultAuth::AppRole {
+                mount: settings.vault_approle_mount.clone(),
+                role_id: role_id.clone(),
+                secret_id: secret_id.clone(),
+            },
+            (None, None, Some(token)) => VaultAuth::Token(token.clone()),
+            (Some(_), None, _) | (None, Some(_), _) => {
+                bail!("AppRole needs both VAULT_ROLE_ID and VAULT_SECRET_ID")
+            }
+            (None, None, None) => bail!("set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID"),
+        };
+        let secrets = SecretStore::connect(VaultSettings {
+            addr: settings.vault_addr.clone(),
+            auth,
+            timeout: Duration::from_millis(settings.vault_timeout_ms),
+            cache_ttl: Duration::from_secs(settings.secret_cache_ttl_secs),
+        })
+        .await
+        .context("could not connect to Vault")?;
+        let key_path = KvPath::parse(&settings.llm_key_path, &settings.llm_key_field)?;
+        // A wrong path or policy is a configuration error: say so now, once, and stop.
+        match secrets.read(&key_path).await {
+            Ok(_) => tracing::info!(path = %key_path, "LLM key found in Vault"),
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "Vault is not answering yet; jobs will retry reading the key");
+            }
+            Err(error) => return Err(error).context("cannot read the LLM key"),
+        }
+
+        let templates = Templates::new(&settings.prompt_version).await?;
+        tracing::info!(version = %templates.current().await?.version, "Prompt template ready");
+        let llm = LlmClient::new(&settings.llm_base_url, &settings.llm_model)
+            .context("could not build the LLM HTTP client")?;
+
+        let publish = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-consumer replies", BROKER_TIMEOUT)
+            .await
+            .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let consume = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-consumer jobs", BROKER_TIMEOUT)
+            .await
+            .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let topology = Topology {
+            max_length: settings.queue_max_length,
+            delivery_limit: settings.max_deliveries,
+            ..Topology::new(settings.jobs_queue.clone())
+        };
+        let replier = Replier::open(&publish, BROKER_TIMEOUT).await?;
+        let stream = JobStream::open(&consume, &topology, settings.concurrency, "")
+            .await
+            .context("could not subscribe to the jobs queue")?;
+
+        let metrics = Arc::new(Metrics::new());
+        let worker = Arc::new(Worker {
+            replier,
+            secrets: Arc::new(secrets),
+            key_path,
+            llm,
+            templates,
+            metrics: Arc::clone(&metrics),
+            llm_timeout: Duration::from_millis(settings.llm_timeout_ms),
+        });
+        let metrics_listener = TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| format!("could not listen on {}", settings.metrics_addr))?;
+        Ok(Self {
+            worker,
+            stream,
+            metrics_listener,
+            metrics,
+            tracker: TaskTracker::new(),
+            shutdown,
+            connections: [publish, consume],
+            concurrency: settings.concurrency,
+            grace: Duration::from_millis(settings.shutdown_grace_ms),
+        })
+    }
+
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
+    /// Takes jobs until the shutdown token fires; then stops taking, gives in-flight jobs the
+    /// grace period to finish, and closes the connections (the broker requeues anything unacked).
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let metrics_router = Router::new()
+            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route("/metrics", get(render_metrics))
+            .with_state((Arc::clone(&self.metrics), self.concurrency));
+        let metrics_shutdown = self.shutdown.clone();
+        let listener = self.metrics_listener;
+        self.tracker.spawn(async move {
+            let served = axum::serve(listener, metrics_router)
+                .with_graceful_shutdown(async move { metrics_shutdown.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "Metrics server failed");
+            }
+        });
+
+        tracing::info!(concurrency = self.concurrency, "Taking jobs");
+        let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
+        let mut result = Ok(());
+        loop {
+            let permit = tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                permit = Arc::clone(&permits).acquire_owned() => permit?,
+            };
+            let delivery = tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                delivery = self.stream.next() => delivery,
+            };
+            match delivery {
+                Some(Ok(delivery)) => {
+                    let worker = Arc::clone(&self.worker);
+                    self.tracker.spawn(async move {
+                        let disposition = worker.process(&delivery).await;
+                        settle(&delivery, disposition).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(error)) => {
+                    result = Err(anyhow::anyhow!("the job subscription failed: {error}"));
+                    break;
+                }
+                None => {
+                    result = Err(anyhow::anyhow!("the broker ended the job subscription"));
+                    break;
+                }
+            }
+        }
+
+        let _ = self.stream.cancel().await;
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("Shutdown grace period over; unfinished jobs go back to the queue");
+        }
+        for connection in &self.connections {
+            let _ = connection.close(200, "shutdown".into()).await;
+        }
+        result
+    }
+}
+
+async fn render_metrics(State((metrics, capacity)): State<(Arc<Metrics>, u16)>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], metrics.render(capacity))
+}
+

@@ -1,0 +1,13 @@
+use clap::Parser;
+use letterbox_consumer::{ConsumerApp, ConsumerSettings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = ConsumerSettings::parse();
+    letterbox::telemetry::init_tracing();
+    letterbox::install_crypto_provider();
+    let shutdown = letterbox::shutdown::on_signal();
+    let app = ConsumerApp::build(settings, shutdown).await?;
+    tracing::info!(metrics = %app.metrics_addr()?, "Worker started");
+    app.run_until_stopped().await
+}

@@ -1,0 +1,66 @@
+//! The worker's metrics, rendered on `/metrics`.
+
+use letterbox::telemetry::{Counter, CounterVec, Gauge, LatencyHistogram};
+
+pub struct Metrics {
+    pub jobs: CounterVec,
+    pub in_flight: Gauge,
+    pub expired: Counter,
+    pub queue_wait: LatencyHistogram,
+    pub llm: LatencyHistogram,
+    pub processing: LatencyHistogram,
+    pub overhead: LatencyHistogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            jobs: CounterVec::new(
+                "letterbox_jobs_total",
+                "Jobs this worker finished, by outcome.",
+                "outcome",
+            ),
+            in_flight: Gauge::new("letterbox_jobs_in_flight", "Jobs this worker is running now."),
+            expired: Counter::new(
+                "letterbox_jobs_expired_total",
+                "Jobs dropped without an LLM call because their deadline had passed.",
+            ),
+            queue_wait: LatencyHistogram::new(
+                "letterbox_queue_wait_seconds",
+                "Time from the ingress accepting a job to this worker starting it.",
+            ),
+            llm: LatencyHistogram::new(
+                "letterbox_llm_seconds",
+                "Time the LLM provider took to answer.",
+            ),
+            processing: LatencyHistogram::new(
+                "letterbox_processing_seconds",
+                "Time from this worker starting a job to its reply being confirmed.",
+            ),
+            overhead: LatencyHistogram::new(
+                "letterbox_overhead_seconds",
+                "Processing time minus the LLM provider's time: what the worker itself adds.",
+            ),
+        }
+    }
+
+    pub fn render(&self, capacity: u16) -> String {
+        let mut out = String::with_capacity(4096);
+        self.jobs.render(&mut out);
+        self.in_flight.render(&mut out);
+        self.expired.render(&mut out);
+        let capacity_gauge = Gauge::new("letterbox_worker_capacity", "Jobs this worker runs at once at most.");
+        capacity_gauge.set(i64::from(capacity));
+        capacity_gauge.render(&mut out);
+        for histogram in [&self.queue_wait, &self.llm, &self.processing, &self.overhead] {
+            histogram.render(&mut out);
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

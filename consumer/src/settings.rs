@@ -1,0 +1,167 @@
+//! The worker's settings: one typed tree, each field bound to one environment variable.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use letterbox::env;
+use secrecy::SecretString;
+
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_JOBS_QUEUE: &str = "letterbox.jobs";
+pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_LLM_MODEL: &str = "gpt-4o-mini";
+pub const DEFAULT_VAULT_ADDR: &str = "http://127.0.0.1:8200";
+pub const DEFAULT_LLM_KEY_PATH: &str = "secret/letterbox/llm";
+
+/// letterbox-consumer: a worker. Takes jobs from RabbitMQ, reads the LLM key from Vault, asks
+/// the LLM for the letter and publishes the reply. Run as many as the load needs.
+#[derive(Parser, Clone)]
+#[command(name = "letterbox-consumer", version, about, long_about = None)]
+pub struct ConsumerSettings {
+    /// Address of this worker's /healthz and /metrics.
+    #[arg(long, env = env::METRICS_ADDR, default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// RabbitMQ URL (credentials included; never logged).
+    #[arg(long, env = env::AMQP_URL, default_value = DEFAULT_AMQP_URL, hide_default_value = true)]
+    pub amqp_url: SecretString,
+
+    /// Name of the jobs queue; its dead-letter queue is `<name>.dead`.
+    #[arg(long, env = env::JOBS_QUEUE, default_value = DEFAULT_JOBS_QUEUE)]
+    pub jobs_queue: String,
+
+    /// Most jobs the queue holds before it refuses new ones.
+    #[arg(long, env = env::QUEUE_MAX_LENGTH, default_value_t = 10_000)]
+    pub queue_max_length: u32,
+
+    /// Deliveries of one job before it is dead-lettered.
+    #[arg(long, env = env::MAX_DELIVERIES, default_value_t = 3)]
+    pub max_deliveries: u32,
+
+    /// Jobs this worker runs at once (and its prefetch).
+    #[arg(long, env = env::CONCURRENCY, default_value_t = 32)]
+    pub concurrency: u16,
+
+    /// Base URL of an OpenAI-compatible API.
+    #[arg(long, env = env::LLM_BASE_URL, default_value = DEFAULT_LLM_BASE_URL)]
+    pub llm_base_url: String,
+
+    /// Model name sent to the provider.
+    #[arg(long, env = env::LLM_MODEL, default_value = DEFAULT_LLM_MODEL)]
+    pub llm_model: String,
+
+    /// Longest wait for one LLM answer, in milliseconds (the job's deadline may cut it shorter).
+    #[arg(long, env = env::LLM_TIMEOUT_MS, default_value_t = 60_000)]
+    pub llm_timeout_ms: u64,
+
+    /// KV v2 path of the LLM API key in Vault.
+    #[arg(long, env = env::LLM_KEY_PATH, default_value = DEFAULT_LLM_KEY_PATH)]
+    pub llm_key_path: String,
+
+    /// Field of that secret holding the key.
+    #[arg(long, env = env::LLM_KEY_FIELD, default_value = "api_key")]
+    pub llm_key_field: String,
+
+    /// Seconds a key read from Vault is reused before Vault is asked again.
+    #[arg(long, env = env::SECRET_CACHE_TTL_SECS, default_value_t = 300)]
+    pub secret_cache_ttl_secs: u64,
+
+    /// Version of the prompt templates.
+    #[arg(long, env = env::PROMPT_VERSION, default_value = "v1")]
+    pub prompt_version: String,
+
+    /// Vault (or OpenBao) address.
+    #[arg(long, env = env::VAULT_ADDR, default_value = DEFAULT_VAULT_ADDR)]
+    pub vault_addr: String,
+
+    /// Vault token (development); prefer AppRole.
+    #[arg(long, env = env::VAULT_TOKEN, hide_env_values = true)]
+    pub vault_token: Option<SecretString>,
+
+    /// AppRole role id.
+    #[arg(long, env = env::VAULT_ROLE_ID)]
+    pub vault_role_id: Option<String>,
+
+    /// AppRole secret id.
+    #[arg(long, env = env::VAULT_SECRET_ID, hide_env_values = true)]
+    pub vault_secret_id: Option<SecretString>,
+
+    /// Mount path of the AppRole auth method.
+    #[arg(long, env = env::VAULT_APPROLE_MOUNT, default_value = "approle")]
+    pub vault_approle_mount: String,
+
+    /// Timeout of one Vault request, in milliseconds.
+    #[arg(long, env = env::VAULT_TIMEOUT_MS, default_value_t = 5_000)]
+    pub vault_timeout_ms: u64,
+
+    /// Time allowed to in-flight jobs after SIGTERM, in milliseconds.
+    #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl ConsumerSettings {
+    /// The defaults, as if no option and no variable were given.
+    pub fn defaults() -> Self {
+        Self {
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            amqp_url: SecretString::from(DEFAULT_AMQP_URL.to_owned()),
+            jobs_queue: DEFAULT_JOBS_QUEUE.to_owned(),
+            queue_max_length: 10_000,
+            max_deliveries: 3,
+            concurrency: 32,
+            llm_base_url: DEFAULT_LLM_BASE_URL.to_owned(),
+            llm_model: DEFAULT_LLM_MODEL.to_owned(),
+            llm_timeout_ms: 60_000,
+            llm_key_path: DEFAULT_LLM_KEY_PATH.to_owned(),
+            llm_key_field: "api_key".to_owned(),
+            secret_cache_ttl_secs: 300,
+            prompt_version: "v1".to_owned(),
+            vault_addr: DEFAULT_VAULT_ADDR.to_owned(),
+            vault_token: None,
+            vault_role_id: None,
+            vault_secret_id: None,
+            vault_approle_mount: "approle".to_owned(),
+            vault_timeout_ms: 5_000,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_command_line_defaults() {
+        let command = ConsumerSettings::command();
+        let defaults = ConsumerSettings::defaults();
+        let default_of = |id: &str| {
+            let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_default_values()[0].to_str().unwrap().to_owned()
+        };
+        assert_eq!(default_of("metrics_addr"), defaults.metrics_addr.to_string());
+        assert_eq!(default_of("concurrency"), defaults.concurrency.to_string());
+        assert_eq!(default_of("llm_base_url"), defaults.llm_base_url);
+        assert_eq!(default_of("llm_model"), defaults.llm_model);
+        assert_eq!(default_of("llm_timeout_ms"), defaults.llm_timeout_ms.to_string());
+        assert_eq!(default_of("llm_key_path"), defaults.llm_key_path);
+        assert_eq!(default_of("llm_key_field"), defaults.llm_key_field);
+        assert_eq!(default_of("secret_cache_ttl_secs"), defaults.secret_cache_ttl_secs.to_string());
+        assert_eq!(default_of("vault_addr"), defaults.vault_addr);
+        assert_eq!(default_of("max_deliveries"), defaults.max_deliveries.to_string());
+        assert_eq!(default_of("queue_max_length"), defaults.queue_max_length.to_string());
+        assert_eq!(default_of("shutdown_grace_ms"), defaults.shutdown_grace_ms.to_string());
+    }
+
+    #[test]
+    fn every_option_names_its_environment_variable() {
+        for arg in ConsumerSettings::command().get_arguments() {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            assert!(arg.get_env().is_some(), "{} has no environment variable", arg.get_id());
+        }
+    }
+}

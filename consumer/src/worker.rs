@@ -1,0 +1,160 @@
+//! What a worker does with one job, and how the delivery is settled afterwards.
+//!
+//! `process` always ends in a `Disposition`, and `settle` is the one place that acts on it: a job
+//! is acked only after its reply (letter or error) is confirmed by the broker, so a crash before
+//! that point hands the job to another worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use letterbox::{FailureCode, Job, JobFailure, Letter, Outcome, Reply};
+use letterbox_rabbitmq::{JobDelivery, Replier};
+use letterbox_vault::{KvPath, SecretStore};
+use uuid::Uuid;
+
+use crate::llm::{LlmClient, LlmError};
+use crate::metrics::Metrics;
+use crate::prompt::Templates;
+
+pub struct Worker {
+    pub(crate) replier: Replier,
+    pub(crate) secrets: Arc<SecretStore>,
+    pub(crate) key_path: KvPath,
+    pub(crate) llm: LlmClient,
+    pub(crate) templates: Templates,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) llm_timeout: Duration,
+}
+
+/// What becomes of a delivery once the worker is done with it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Answered (with a letter or an error reply): remove it from the queue.
+    Ack,
+    /// Not answered for a passing reason: give it to any worker again.
+    Requeue,
+    /// Can never be answered: park it in the dead-letter queue.
+    DeadLetter,
+}
+
+impl Worker {
+    pub async fn process(&self, delivery: &JobDelivery) -> Disposition {
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight.track();
+        let (Some(reply_to), Some(correlation_id)) = (&delivery.reply_to, &delivery.correlation_id) else {
+            tracing::warn!("Dead-lettering a job without reply-to or correlation id");
+            return Disposition::DeadLetter;
+        };
+        let job = match &delivery.job {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::warn!(%error, "Dead-lettering a job that could not be decoded");
+                if let Ok(job_id) = Uuid::parse_str(correlation_id) {
+                    let reply = failed(job_id, FailureCode::InvalidJob, "the job could not be read by the worker");
+                    let _ = self.replier.send(reply_to, correlation_id, &reply).await;
+                }
+                self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
+                return Disposition::DeadLetter;
+            }
+        };
+
+        let (outcome, llm_time) = self.run(job).await;
+        let label = match &outcome {
+            Outcome::Letter(_) => "letter",
+            Outcome::Failed(failure) => failure.code.as_str(),
+        };
+        let reply = Reply { job_id: job.id, outcome };
+        match self.replier.send(reply_to, correlation_id, &reply).await {
+            Ok(()) => {
+                let processing = started.elapsed();
+                self.metrics.jobs.inc(label);
+                self.metrics.processing.record(processing);
+                self.metrics.overhead.record(processing.saturating_sub(llm_time.unwrap_or_default()));
+                tracing::info!(job_id = %job.id, outcome = label, processing_ms = processing.as_millis(), "Job done");
+                Disposition::Ack
+            }
+            Err(error) => {
+                tracing::warn!(job_id = %job.id, %error, "Could not publish the reply; handing the job back");
+                Disposition::Requeue
+            }
+        }
+    }
+
+    /// The letter for `job`, or why there is none; with the provider's time when it was called.
+    async fn run(&self, job: &Job) -> (Outcome, Option<Duration>) {
+        let now = letterbox::time::now_ms();
+        let queued_ms = now.saturating_sub(job.created_at_ms);
+        self.metrics.queue_wait.record(Duration::from_millis(queued_ms));
+        if job.is_expired_at(now) {
+            self.metrics.expired.inc();
+            return (failure(FailureCode::Expired, "the job waited in the queue past its deadline"), None);
+        }
+
+        let key = match self.secrets.read(&self.key_path).await {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::error!(%error, "Could not read the LLM key");
+                return (failure(FailureCode::SecretUnavailable, "the LLM key is unavailable; retry shortly"), None);
+            }
+        };
+        let template = match self.templates.current().await {
+            Ok(template) => template,
+            Err(error) => {
+                tracing::error!(%error, "No prompt template");
+                return (failure(FailureCode::LlmFailed, "the prompt template is unavailable"), None);
+            }
+        };
+        let prompt = template.render(job);
+        let remaining = Duration::from_millis(job.deadline_ms.saturating_sub(letterbox::time::now_ms()));
+        let timeout = remaining.min(self.llm_timeout);
+        // Room for the requested words in any language, plus the greeting and closing.
+        let max_tokens = u32::from(job.options.words()) * 4 + 256;
+
+        match self.llm.complete(&key.value, &prompt, max_tokens, timeout).await {
+            Ok(completion) => {
+                self.metrics.llm.record(completion.elapsed);
+                let letter = Letter {
+                    text: completion.text,
+                    model: completion.model,
+                    queued_ms,
+                    llm_ms: u64::try_from(completion.elapsed.as_millis()).unwrap_or(u64::MAX),
+                    llm_us: u64::try_from(completion.elapsed.as_micros()).unwrap_or(u64::MAX),
+                };
+                (Outcome::Letter(letter), Some(completion.elapsed))
+            }
+            Err(error) => {
+                tracing::warn!(job_id = %job.id, %error, "LLM call failed");
+                if matches!(error, LlmError::Unauthorized(_)) {
+                    // The key may have been rotated: the next job reads it from Vault again.
+                    self.secrets.invalidate(&self.key_path).await;
+                }
+                let code = match error {
+                    LlmError::Timeout(_) => FailureCode::LlmTimeout,
+                    _ => FailureCode::LlmFailed,
+                };
+                (failure(code, &error.to_string()), None)
+            }
+        }
+    }
+}
+
+fn failure(code: FailureCode, message: &str) -> Outcome {
+    Outcome::Failed(JobFailure { code, message: message.to_owned() })
+}
+
+fn failed(job_id: Uuid, code: FailureCode, message: &str) -> Reply {
+    Reply { job_id, outcome: failure(code, message) }
+}
+
+/// Acts on a disposition; the one place a delivery is acked, requeued or dead-lettered.
+pub async fn settle(delivery: &JobDelivery, disposition: Disposition) {
+    let result = match disposition {
+        Disposition::Ack => delivery.ack().await,
+        Disposition::Requeue => delivery.requeue().await,
+        Disposition::DeadLetter => delivery.dead_letter().await,
+    };
+    if let Err(error) = result {
+        // The channel is gone: the broker requeues the delivery by itself.
+        tracing::warn!(%error, ?disposition, "Could not settle a delivery");
+    }
+}

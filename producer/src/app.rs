@@ -1,0 +1,280 @@
+//! The ingress application: build it from settings, run it until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use letterbox::shutdown::CancellationToken;
+use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
+use letterbox::{Job, Outcome};
+use letterbox_rabbitmq::{BrokerError, Connection, JobSubmitter, Topology};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::request::{self, DocumentLimits};
+use crate::settings::ProducerSettings;
+
+/// How long connecting, publishing and confirming may take before the broker counts as down.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Extra time to wait past a job's deadline, so a worker's own "too late" reply can arrive and
+/// name the cause.
+const REPLY_GRACE: Duration = Duration::from_millis(500);
+
+/// What every request handler shares.
+struct AppState {
+    submitter: JobSubmitter,
+    limits: DocumentLimits,
+    metrics: Metrics,
+    job_timeout: Duration,
+    max_waiting: usize,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    /// Owns the reply consumer task.
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    /// Kept open for the life of the app; closed after the HTTP server drains.
+    connections: [Connection; 2],
+    grace: Duration,
+}
+
+impl Application {
+    /// Connects to the broker, declares the topology, starts the reply router and binds the
+    /// listener (port 0 picks a free port; see `local_addr`).
+    pub async fn build(settings: ProducerSettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let publish = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-producer publish", BROKER_TIMEOUT)
+            .await
+            .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let consume = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-producer replies", BROKER_TIMEOUT)
+            .await
+            .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let topology = Topology {
+            jobs_queue: settings.jobs_queue.clone(),
+            max_length: settings.queue_max_length,
+            delivery_limit: settings.max_deliveries,
+            ..Topology::new(settings.jobs_queue.clone())
+        };
+        let tracker = TaskTracker::new();
+        let submitter =
+            JobSubmitter::start(&publish, &consume, topology, BROKER_TIMEOUT, &tracker, shutdown.child_token())
+                .await
+                .context("could not set up the broker topology and reply queue")?;
+        let limits = request::limits_from(&settings);
+        let state = Arc::new(AppState {
+            submitter,
+            metrics: Metrics::new(),
+            job_timeout: Duration::from_millis(settings.job_timeout_ms),
+            max_waiting: settings.max_waiting,
+            limits: limits.clone(),
+        });
+        let router = Router::new()
+            .route("/v1/cover-letters", post(create_cover_letter))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .fallback(not_found)
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            .with_state(state);
+        let listener = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("could not listen on {}", settings.http_addr))?;
+        Ok(Self {
+            listener,
+            router,
+            tracker,
+            shutdown,
+            connections: [publish, consume],
+            grace: Duration::from_millis(settings.shutdown_grace_ms),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting, lets in-flight
+    /// requests finish (up to the grace period) and closes the broker connections.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        tracing::info!(addr = %self.local_addr()?, "Listening");
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let drained = async {
+            server.await?;
+            anyhow::Ok(())
+        };
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            result = drained => result?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(self.grace).await } => {
+                tracing::warn!("Shutdown grace period over; dropping in-flight requests");
+            }
+        }
+        self.tracker.close();
+        self.shutdown.cancel();
+        self.tracker.wait().await;
+        for connection in &self.connections {
+            let _ = connection.close(200, "shutdown".into()).await;
+        }
+        Ok(())
+    }
+}
+
+async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let _in_flight = state.metrics.in_flight.track();
+    let response = match handle(&state, request, started).await {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(error) => {
+            tracing::info!(code = error.code(), status = error.status().as_u16(), "Request refused");
+            error.into_response()
+        }
+    };
+    state.metrics.responses.inc(status_label(response.status()));
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    request: Request,
+    started: Instant,
+) -> Result<serde_json::Value, ApiError> {
+    // Shed load before doing any work for it.
+    if !state.submitter.is_ready() {
+        return Err(ApiError::Unavailable {
+            code: "broker_unavailable",
+            message: "the job queue is unreachable; retry shortly".into(),
+            retry_after_secs: 5,
+        });
+    }
+    if state.submitter.waiting() >= state.max_waiting {
+        return Err(ApiError::Unavailable {
+            code: "overloaded",
+            message: "too many requests are waiting for letters; retry shortly".into(),
+            retry_after_secs: 2,
+        });
+    }
+
+    let checked = request::read(request, &state.limits).await?;
+    state.metrics.extraction.record(started.elapsed());
+
+    let created_at_ms = letterbox::time::now_ms();
+    let timeout_ms = u64::try_from(state.job_timeout.as_millis()).unwrap_or(u64::MAX);
+    let job = Job {
+        id: Uuid::new_v4(),
+        created_at_ms,
+        deadline_ms: created_at_ms.saturating_add(timeout_ms),
+        resume: checked.resume,
+        job_description: checked.job_description,
+        options: checked.options,
+    };
+    let job_id = job.id;
+    let pending = state.submitter.submit(&job).await.map_err(|error| broker_error(&error))?;
+    // The documents are on the broker now; this process needs no copy of them.
+    drop(job);
+
+    let reply = match tokio::time::timeout(state.job_timeout + REPLY_GRACE, pending.wait()).await {
+        Err(_elapsed) => return Err(ApiError::DeadlineExceeded { deadline_ms: timeout_ms }),
+        Ok(Err(_lost)) => return Err(ApiError::ReplyLost),
+        Ok(Ok(reply)) => reply,
+    };
+    match reply.outcome {
+        Outcome::Failed(failure) => Err(ApiError::Job { code: failure.code, message: failure.message }),
+        Outcome::Letter(letter) => {
+            let total = started.elapsed();
+            let metrics = &state.metrics;
+            metrics.end_to_end.record(total);
+            metrics.queue_wait.record(Duration::from_millis(letter.queued_ms));
+            metrics.llm.record_us(letter.llm_us);
+            let total_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX);
+            metrics.overhead.record_us(total_us.saturating_sub(letter.llm_us));
+            tracing::info!(%job_id, total_ms = total.as_millis(), llm_ms = letter.llm_ms, "Letter delivered");
+            Ok(json!({
+                "job_id": job_id,
+                "cover_letter": letter.text,
+                "model": letter.model,
+                "timings_ms": {
+                    "queued": letter.queued_ms,
+                    "llm": letter.llm_ms,
+                    "total": u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
+                },
+            }))
+        }
+    }
+}
+
+fn broker_error(error: &BrokerError) -> ApiError {
+    match error {
+        BrokerError::Rejected => ApiError::Unavailable {
+            code: "queue_full",
+            message: "the job queue is full; retry shortly".into(),
+            retry_after_secs: 5,
+        },
+        other => {
+            tracing::warn!(error = %other, "Could not publish a job");
+            ApiError::Unavailable {
+                code: "broker_unavailable",
+                message: "the job queue did not accept the job; retry shortly".into(),
+                retry_after_secs: 5,
+            }
+        }
+    }
+}
+
+/// Status codes as static label values, so a metric label can never carry request data.
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.submitter.is_ready() {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        ApiError::Unavailable {
+            code: "not_ready",
+            message: "the broker connection is down".into(),
+            retry_after_secs: 5,
+        }
+        .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let body = state.metrics.render(state.submitter.is_ready(), state.submitter.waiting());
+    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body)
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}

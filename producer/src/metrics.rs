@@ -1,0 +1,74 @@
+//! The ingress's metrics, rendered on `/metrics`.
+
+use letterbox::telemetry::{CounterVec, Gauge, LatencyHistogram};
+
+pub struct Metrics {
+    pub responses: CounterVec,
+    pub in_flight: Gauge,
+    pub end_to_end: LatencyHistogram,
+    pub queue_wait: LatencyHistogram,
+    pub llm: LatencyHistogram,
+    pub overhead: LatencyHistogram,
+    pub extraction: LatencyHistogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            responses: CounterVec::new(
+                "letterbox_http_responses_total",
+                "Responses to cover-letter requests, by status code.",
+                "code",
+            ),
+            in_flight: Gauge::new(
+                "letterbox_http_requests_in_flight",
+                "Cover-letter requests being handled now.",
+            ),
+            end_to_end: LatencyHistogram::new(
+                "letterbox_end_to_end_seconds",
+                "Time from receiving a request to answering it with a letter.",
+            ),
+            queue_wait: LatencyHistogram::new(
+                "letterbox_queue_wait_seconds",
+                "Time a job waited between publication and a worker starting it.",
+            ),
+            llm: LatencyHistogram::new(
+                "letterbox_llm_seconds",
+                "Time the LLM provider took to write a letter.",
+            ),
+            overhead: LatencyHistogram::new(
+                "letterbox_overhead_seconds",
+                "End-to-end time minus the LLM provider's time: what Letterbox itself adds.",
+            ),
+            extraction: LatencyHistogram::new(
+                "letterbox_extraction_seconds",
+                "Time to read, extract and check the documents of a request.",
+            ),
+        }
+    }
+
+    pub fn render(&self, ready: bool, waiting: usize) -> String {
+        let mut out = String::with_capacity(4096);
+        self.responses.render(&mut out);
+        self.in_flight.render(&mut out);
+        for histogram in [&self.end_to_end, &self.queue_wait, &self.llm, &self.overhead, &self.extraction] {
+            histogram.render(&mut out);
+        }
+        let waiting_gauge = Gauge::new(
+            "letterbox_replies_waiting",
+            "Published jobs whose reply this ingress is waiting for.",
+        );
+        waiting_gauge.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        waiting_gauge.render(&mut out);
+        let ready_gauge = Gauge::new("letterbox_broker_ready", "1 while the broker connection is up.");
+        ready_gauge.set(i64::from(ready));
+        ready_gauge.render(&mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

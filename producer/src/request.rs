@@ -1,0 +1,301 @@
+//! Reading a cover-letter request: JSON or multipart, into checked, extracted text.
+//!
+//! Files are recognised by their content (not their name) and extracted in memory on an isolated
+//! thread; pasted text goes through the same normalisation and checks. Nothing here is logged.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::header::CONTENT_TYPE;
+use letterbox::LetterOptions;
+use letterbox_extract::{DocumentKind, Limits};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// A request whose documents are extracted and checked, ready to become a job.
+pub struct CheckedRequest {
+    pub resume: String,
+    pub job_description: String,
+    pub options: LetterOptions,
+}
+
+/// Extraction limits for the two documents.
+#[derive(Clone)]
+pub struct DocumentLimits {
+    pub resume: Limits,
+    pub job_description: Limits,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRequest {
+    resume_text: Option<String>,
+    job_description: Option<String>,
+    #[serde(default)]
+    options: Option<LetterOptions>,
+}
+
+/// The option fields a multipart form may send one by one instead of an `options` JSON field.
+const FLAT_OPTION_FIELDS: [&str; 7] =
+    ["tone", "length", "target_words", "language", "company", "hiring_manager", "role"];
+
+pub async fn read(request: Request, limits: &DocumentLimits) -> Result<CheckedRequest, ApiError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/json") {
+        read_json(request, limits).await
+    } else if content_type.starts_with("multipart/form-data") {
+        read_multipart(request, limits).await
+    } else {
+        Err(ApiError::UnsupportedContentType)
+    }
+}
+
+async fn read_json(request: Request, limits: &DocumentLimits) -> Result<CheckedRequest, ApiError> {
+    let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge { limit_bytes: limits.max_body_bytes }
+        } else {
+            ApiError::bad_request("unreadable_body", "the request body could not be read")
+        }
+    })?;
+    let parsed: JsonRequest = serde_json::from_slice(&body).map_err(json_error)?;
+    let resume = required_text("resume_text", parsed.resume_text)?;
+    let job_description = required_text("job_description", parsed.job_description)?;
+    let options = parsed.options.unwrap_or_default();
+    let resume = letterbox_extract::prepare_text(&resume, &limits.resume)
+        .map_err(|error| ApiError::Document { field: "resume_text", error })?;
+    let job_description =
+        letterbox_extract::prepare_text(&job_description, &limits.job_description)
+            .map_err(|error| ApiError::Document { field: "job_description", error })?;
+    finish(resume, job_description, options)
+}
+
+async fn read_multipart(
+    request: Request,
+    limits: &DocumentLimits,
+) -> Result<CheckedRequest, ApiError> {
+    let mut multipart = Multipart::from_request(request, &()).await.map_err(|_| {
+        ApiError::bad_request("malformed_multipart", "the multipart body has no valid boundary")
+    })?;
+    let mut resume: Option<Upload> = None;
+    let mut job_description: Option<Upload> = None;
+    let mut options_json: Option<Upload> = None;
+    let mut flat = serde_json::Map::new();
+    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e, limits))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let slot = match name.as_str() {
+            "resume" | "resume_text" => &mut resume,
+            "job_description" => &mut job_description,
+            "options" => &mut options_json,
+            flat_name if FLAT_OPTION_FIELDS.contains(&flat_name) => {
+                let bytes = field.bytes().await.map_err(|e| multipart_error(&e, limits))?;
+                let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    ApiError::bad_request("invalid_option", format!("{name} must be UTF-8 text"))
+                })?;
+                let value = if name == "target_words" {
+                    text.trim().parse::<u64>().map(serde_json::Value::from).map_err(|_| {
+                        ApiError::bad_request("invalid_option", "target_words must be a whole number")
+                    })?
+                } else {
+                    serde_json::Value::from(text)
+                };
+                flat.insert(name, value);
+                continue;
+            }
+            "" => return Err(ApiError::bad_request("malformed_multipart", "a form field has no name")),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "unknown_field",
+                    format!(
+                        "unknown form field {name:?}; expected resume, job_description, options \
+                         or one of {}",
+                        FLAT_OPTION_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(ApiError::bad_request("duplicate_field", format!("{name} was sent twice")));
+        }
+        // What the client says the file is; the content still decides how it is read.
+        let declared = field
+            .file_name()
+            .and_then(DocumentKind::from_file_name)
+            .or_else(|| field.content_type().and_then(DocumentKind::from_media_type));
+        let bytes = field.bytes().await.map_err(|e| multipart_error(&e, limits))?;
+        *slot = Some(Upload { bytes, declared });
+    }
+
+    let resume = required_bytes("resume", resume)?;
+    let job_description = required_bytes("job_description", job_description)?;
+    let options = match (options_json, flat.is_empty()) {
+        (Some(_), false) => {
+            return Err(ApiError::bad_request(
+                "duplicate_field",
+                "send options either as one JSON field or as separate fields, not both",
+            ));
+        }
+        (Some(json), true) => serde_json::from_slice::<LetterOptions>(&json.bytes).map_err(|e| {
+            ApiError::bad_request("invalid_options", format!("options: {}", describe_json_error(&e)))
+        })?,
+        (None, _) => serde_json::from_value::<LetterOptions>(serde_json::Value::Object(flat))
+            .map_err(|e| {
+                ApiError::bad_request("invalid_options", format!("options: {}", describe_json_error(&e)))
+            })?,
+    };
+
+    // Both documents are extracted concurrently, each on its own isolated thread.
+    let (resume, job_description) = tokio::join!(
+        letterbox_extract::extract_isolated_declared(
+            resume.bytes.to_vec(),
+            resume.declared,
+            limits.resume.clone()
+        ),
+        letterbox_extract::extract_isolated_declared(
+            job_description.bytes.to_vec(),
+            job_description.declared,
+            limits.job_description.clone(),
+        ),
+    );
+    let resume = resume.map_err(|error| ApiError::Document { field: "resume", error })?;
+    let job_description =
+        job_description.map_err(|error| ApiError::Document { field: "job_description", error })?;
+    finish(resume.text, job_description.text, options)
+}
+
+fn finish(
+    resume: String,
+    job_description: String,
+    mut options: LetterOptions,
+) -> Result<CheckedRequest, ApiError> {
+    options.validate().map_err(|message| ApiError::bad_request("invalid_options", message))?;
+    Ok(CheckedRequest { resume, job_description, options })
+}
+
+fn required_text(field: &'static str, value: Option<String>) -> Result<String, ApiError> {
+    match value {
+        None => Err(ApiError::bad_request("missing_field", format!("{field} is required"))),
+        Some(text) if text.trim().is_empty() => {
+            Err(ApiError::bad_request("empty_field", format!("{field} is empty")))
+        }
+        Some(text) => Ok(text),
+    }
+}
+
+/// A multipart part: its bytes and the type its file name or content type claims.
+struct Upload {
+    bytes: Bytes,
+    declared: Option<DocumentKind>,
+}
+
+fn required_bytes(field: &'static str, value: Option<Upload>) -> Result<Upload, ApiError> {
+    match value {
+        None => Err(ApiError::bad_request("missing_field", format!("{field} is required"))),
+        Some(upload) if upload.bytes.iter().all(u8::is_ascii_whitespace) => {
+            Err(ApiError::bad_request("empty_field", format!("{field} is empty")))
+        }
+        Some(upload) => Ok(upload),
+    }
+}
+
+fn multipart_error(error: &axum::extract::multipart::MultipartError, limits: &DocumentLimits) -> ApiError {
+    if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::BodyTooLarge { limit_bytes: limits.max_body_bytes }
+    } else {
+        ApiError::bad_request("malformed_multipart", "the multipart body could not be read")
+    }
+}
+
+fn json_error(error: serde_json::Error) -> ApiError {
+    ApiError::bad_request("invalid_json", describe_json_error(&error))
+}
+
+/// serde_json's messages can quote the offending value, which may be document text: keep what
+/// was expected and where, never the value.
+fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("line {}, column {}", error.line(), error.column());
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("the body is not valid JSON ({at})")
+        }
+        Category::Data => {
+            let message = error.to_string();
+            if message.starts_with("unknown field") || message.starts_with("missing field") {
+                // Field names only, e.g. "unknown field `resume`, expected one of …".
+                message
+            } else if let Some(expected) = message.split("expected ").nth(1) {
+                let expected = expected.split(" at line").next().unwrap_or(expected);
+                format!("a field has the wrong type or value: expected {expected} ({at})")
+            } else {
+                format!("a field has the wrong type or value ({at})")
+            }
+        }
+    }
+}
+
+/// Limits derived from the settings, for the resume and the job description.
+pub fn limits_from(settings: &crate::ProducerSettings) -> DocumentLimits {
+    let resume = Limits {
+        max_bytes: settings.max_upload_bytes,
+        max_chars: settings.max_resume_chars,
+        ..Limits::default()
+    };
+    let job_description = Limits {
+        max_bytes: settings.max_upload_bytes,
+        max_chars: settings.max_job_description_chars,
+        min_letters: 10,
+        ..Limits::default()
+    };
+    DocumentLimits {
+        resume,
+        job_description,
+        // Room for both documents and the form's own framing.
+        max_body_bytes: settings.max_upload_bytes.saturating_mul(2).saturating_add(64 * 1024),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_never_quote_values() {
+        let error = serde_json::from_str::<JsonRequest>(
+            r#"{"resume_text": "Jane Roe", "job_description": "x", "options": {"target_words": "Jane Roe secret"}}"#,
+        )
+        .err()
+        .unwrap();
+        let message = describe_json_error(&error);
+        assert!(!message.contains("Jane"), "{message}");
+        assert!(message.starts_with("a field has the wrong type or value: expected u16"), "{message}");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let error = serde_json::from_str::<JsonRequest>(r#"{"resume": "x"}"#).err().unwrap();
+        assert!(
+            describe_json_error(&error).starts_with("unknown field `resume`, expected one of"),
+            "{}",
+            describe_json_error(&error)
+        );
+    }
+
+    #[test]
+    fn blank_documents_are_refused_as_empty() {
+        assert!(matches!(
+            required_text("resume_text", Some(" \n\t".into())),
+            Err(ApiError::BadRequest { code: "empty_field", .. })
+        ));
+        assert!(matches!(
+            required_text("resume_text", None),
+            Err(ApiError::BadRequest { code: "missing_field", .. })
+        ));
+    }
+}

@@ -1,0 +1,274 @@
+//! Test harness: every test gets its own jobs queue, its own secret path in Vault, its own stub
+//! LLM and its own ingress and workers, all on free ports, against the real RabbitMQ and the real
+//! OpenBao/Vault server that `script/test` starts. Nothing is faked but the paid LLM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use letterbox::shutdown::CancellationToken;
+use letterbox_bench::stub::{self, Failure, Latency, StubConfig, StubHandle};
+use letterbox_consumer::{ConsumerApp, ConsumerSettings};
+use letterbox_producer::{Application, ProducerSettings};
+use letterbox_rabbitmq::Topology;
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// The Vault address and a token that may write `secret/`; `script/test` provides both.
+pub fn vault() -> (String, String) {
+    let addr = std::env::var("VAULT_ADDR").unwrap_or_else(|_| "http://127.0.0.1:8200".to_owned());
+    let token = std::env::var("VAULT_TOKEN")
+        .expect("VAULT_TOKEN is not set: run the tests with script/test, which starts OpenBao");
+    (addr, token)
+}
+
+fn vault_client() -> VaultClient {
+    let (addr, token) = vault();
+    VaultClient::new(VaultClientSettingsBuilder::default().address(addr).token(token).build().unwrap())
+        .unwrap()
+}
+
+/// Writes `{api_key: key}` at `secret/<path>`.
+pub async fn put_key(path: &str, key: &str) {
+    let data = std::collections::HashMap::from([("api_key", key)]);
+    vaultrs::kv2::set(&vault_client(), "secret", path, &data)
+        .await
+        .expect("could not write to Vault: is script/test's OpenBao running?");
+}
+
+pub async fn delete_secret(path: &str) {
+    let _ = vaultrs::kv2::delete_metadata(&vault_client(), "secret", path).await;
+}
+
+/// The third-party documents in `shared/corpus` beside the repository.
+pub fn corpus(name: &str) -> Vec<u8> {
+    let dir = std::env::var("LETTERBOX_CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")));
+    let path = dir.join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+pub fn example(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples")).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A free loopback port (bound and released; the race is acceptable for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Options {
+    pub consumers: usize,
+    /// The key the stub accepts.
+    pub stub_key: String,
+    /// The key written to Vault (normally the same).
+    pub vault_key: String,
+    pub latency: Duration,
+    pub failure: Option<Failure>,
+    pub job_timeout_ms: u64,
+    pub concurrency: u16,
+    pub max_upload_bytes: usize,
+    pub queue_max_length: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let key = format!("stub-key-{}", Uuid::new_v4().simple());
+        Self {
+            consumers: 1,
+            stub_key: key.clone(),
+            vault_key: key,
+            latency: Duration::ZERO,
+            failure: None,
+            job_timeout_ms: 15_000,
+            concurrency: 8,
+            max_upload_bytes: 10 * 1024 * 1024,
+            queue_max_length: 10_000,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub stub: StubHandle,
+    pub queue: String,
+    pub key_path: String,
+    pub consumer_metrics: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    letterbox::install_crypto_provider();
+    letterbox::telemetry::init_tracing();
+    let id = Uuid::new_v4().simple().to_string();
+    let queue = format!("letterbox.test.{id}");
+    let key_path = format!("letterbox-tests/{id}");
+    put_key(&key_path, &options.vault_key).await;
+
+    let mut stub_config = StubConfig::new(options.stub_key.clone());
+    stub_config.latency = Latency::Fixed(options.latency);
+    stub_config.failure = options.failure;
+    let stub = stub::spawn(stub_config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut consumer_metrics = Vec::new();
+    for _ in 0..options.consumers {
+        let settings = consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
+        let app = ConsumerApp::build(settings, shutdown.child_token()).await.unwrap();
+        consumer_metrics.push(app.metrics_addr().unwrap());
+        tasks.push(tokio::spawn(app.run_until_stopped()));
+    }
+
+    let mut settings = ProducerSettings::defaults();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.amqp_url = SecretString::from(amqp_url());
+    settings.jobs_queue = queue.clone();
+    settings.job_timeout_ms = options.job_timeout_ms;
+    settings.max_upload_bytes = options.max_upload_bytes;
+    settings.queue_max_length = options.queue_max_length;
+    settings.shutdown_grace_ms = 2_000;
+    let app = Application::build(settings, shutdown.child_token()).await.unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    tasks.push(tokio::spawn(app.run_until_stopped()));
+
+    TestApp { base, http: reqwest::Client::new(), stub, queue, key_path, consumer_metrics, shutdown, tasks }
+}
+
+pub fn consumer_settings(queue: &str, key_path: &str, llm_base_url: &str, concurrency: u16) -> ConsumerSettings {
+    let (vault_addr, vault_token) = vault();
+    let mut settings = ConsumerSettings::defaults();
+    settings.metrics_addr = "127.0.0.1:0".parse().unwrap();
+    settings.amqp_url = SecretString::from(amqp_url());
+    settings.jobs_queue = queue.to_owned();
+    settings.vault_addr = vault_addr;
+    settings.vault_token = Some(SecretString::from(vault_token));
+    settings.llm_key_path = format!("secret/{key_path}");
+    settings.llm_base_url = llm_base_url.to_owned();
+    settings.llm_model = "letterbox-stub-1".to_owned();
+    settings.concurrency = concurrency;
+    settings.shutdown_grace_ms = 2_000;
+    settings
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn post_json(&self, body: &Value) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}/v1/cover-letters", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    pub async fn post_raw(&self, content_type: &str, body: Vec<u8>) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}/v1/cover-letters", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    pub async fn post_form(&self, form: reqwest::multipart::Form) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}/v1/cover-letters", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    pub async fn get_text(&self, url: &str) -> (u16, String) {
+        let response = self.http.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Stops the processes, then removes the queues and the secret.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the app did not stop within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    /// Runs even when a test fails, so no test leaves queues or secrets behind.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let queue = self.queue.clone();
+        let key_path = self.key_path.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                delete_topology(&queue).await;
+                delete_secret(&key_path).await;
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn delete_topology(queue: &str) {
+    let url = SecretString::from(amqp_url());
+    if let Ok(connection) = letterbox_rabbitmq::connect(&url, "letterbox-tests cleanup", Duration::from_secs(5)).await {
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = Topology::new(queue).delete(&channel).await;
+        }
+        let _ = connection.close(200, "done".into()).await;
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {}", String::from_utf8_lossy(&bytes)));
+    Answer { status, retry_after, body }
+}
+
+/// The value of an unlabelled or labelled sample in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The job description from the corpus, as text.
+pub fn job_description() -> String {
+    String::from_utf8(corpus("resume-matcher_jd_backend-eng.txt")).unwrap()
+}

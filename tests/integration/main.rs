@@ -1,0 +1,8 @@
+//! Integration tests of the whole pipeline against the real RabbitMQ and the real OpenBao/Vault.
+//! Run them with `script/test`, which starts both.
+
+mod api;
+mod documents;
+mod helpers;
+mod secrets;
+mod workers;
