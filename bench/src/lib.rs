@@ -1,0 +1,10 @@
+//! Tools that stand in for the outside world when Letterbox is tested, demonstrated or measured.
+//!
+//! - [`stub`]: an OpenAI-compatible chat-completions server that writes a cover letter out of the
+//!   prompt it receives, with configurable latency and injected failures. Integration tests run it
+//!   in-process; the demo runs it as the `letterbox-stub-llm` binary.
+//! - [`pdf`]: a minimal text-only PDF writer, used by `letterbox-examples` to turn
+//!   `examples/resume.md` into `examples/resume.pdf` so the upload path has a real PDF to extract.
+
+pub mod pdf;
+pub mod stub;

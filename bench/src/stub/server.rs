@@ -1,0 +1,602 @@
+//! The stub's HTTP surface: `POST /v1/chat/completions` (also without `/v1`), `GET /v1/models`,
+//! `GET /healthz`, and OpenAI-shaped errors for everything else.
+//!
+//! Checks run in the provider's order: key, then body, then the injected failure, then the
+//! latency. Every request is recorded before any check can turn it away, because tests assert on
+//! what was *sent*, including what a real provider would have refused.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::letter;
+use super::{Failure, Latency, StubConfig};
+
+/// How many requests the recorder keeps; a load test must not grow the stub without bound.
+const RECORD_LIMIT: usize = 1_000;
+
+/// OpenAI's rule of thumb for English: about four characters per token.
+const CHARS_PER_TOKEN: usize = 4;
+
+/// One request as it reached the stub. The key is never kept, only whether it matched.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordedRequest {
+    pub model: String,
+    /// The system (or developer) messages, joined by a blank line.
+    pub system: String,
+    /// The user messages, joined by a blank line.
+    pub user: String,
+    pub stream: bool,
+    pub authorized: bool,
+    /// `max_tokens`, or else `max_completion_tokens`.
+    pub max_tokens: Option<u32>,
+}
+
+/// The stub's shared state: what routes read and what a test inspects.
+#[derive(Clone)]
+pub struct StubState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: String,
+    model: String,
+    latency: Latency,
+    failure: Mutex<Option<Failure>>,
+    /// Calls that got as far as failure injection since the failure was set; decides which fail.
+    calls: AtomicU64,
+    received: AtomicUsize,
+    recorded: Mutex<VecDeque<RecordedRequest>>,
+    completions: AtomicU64,
+    /// Jitter only needs to look random; a clock-seeded xorshift avoids a dependency.
+    rng: Mutex<XorShift>,
+}
+
+impl StubState {
+    fn new(config: StubConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                key: config.key,
+                model: config.model,
+                latency: config.latency,
+                failure: Mutex::new(config.failure),
+                calls: AtomicU64::new(0),
+                received: AtomicUsize::new(0),
+                recorded: Mutex::new(VecDeque::with_capacity(64)),
+                completions: AtomicU64::new(0),
+                rng: Mutex::new(XorShift::from_clock()),
+            }),
+        }
+    }
+
+    /// The most recent requests (up to the last 1,000), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.inner.recorded).iter().cloned().collect()
+    }
+
+    /// Requests received since the start, including those no longer kept by `requests`.
+    pub fn request_count(&self) -> usize {
+        self.inner.received.load(Ordering::SeqCst)
+    }
+
+    /// Changes the injected failure; the next call is the first of the new cycle.
+    pub fn set_failure(&self, failure: Option<Failure>) -> anyhow::Result<()> {
+        if let Some(failure) = &failure {
+            failure.validate()?;
+        }
+        let mut current = lock(&self.inner.failure);
+        *current = failure;
+        self.inner.calls.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn record(&self, request: RecordedRequest) {
+        let mut recorded = lock(&self.inner.recorded);
+        if recorded.len() == RECORD_LIMIT {
+            recorded.pop_front();
+        }
+        recorded.push_back(request);
+        self.inner.received.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The status to fail this call with, if it is one of the failing calls.
+    fn injected_failure(&self) -> Option<StatusCode> {
+        let failure = lock(&self.inner.failure);
+        let Failure::Status { status, every } = (*failure)?;
+        let call = self.inner.calls.fetch_add(1, Ordering::SeqCst);
+        call.is_multiple_of(u64::from(every.max(1)))
+            .then(|| StatusCode::from_u16(status).ok())
+            .flatten()
+    }
+
+    fn latency(&self) -> Duration {
+        let normal = lock(&self.inner.rng).standard_normal();
+        self.inner.latency.with_normal(normal)
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|key| key.trim() == self.inner.key)
+    }
+}
+
+/// A poisoned lock only means a test thread panicked mid-update; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The stub's routes and the state behind them, for callers that serve it themselves.
+pub fn router(config: StubConfig) -> anyhow::Result<(Router, StubState)> {
+    config.validate()?;
+    let state = StubState::new(config);
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(unknown_route)
+        .with_state(state.clone());
+    Ok((app, state))
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    model: String,
+    messages: Vec<Message>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    /// A string, an array of content parts, or null.
+    #[serde(default)]
+    content: Value,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+impl ChatRequest {
+    fn max_tokens(&self) -> Option<u32> {
+        self.max_tokens.or(self.max_completion_tokens)
+    }
+
+    fn text_of(&self, roles: &[&str]) -> String {
+        let parts: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|message| roles.contains(&message.role.as_str()))
+            .map(|message| content_text(&message.content))
+            .collect();
+        parts.join("\n\n")
+    }
+
+    fn system(&self) -> String {
+        self.text_of(&["system", "developer"])
+    }
+
+    fn user(&self) -> String {
+        self.text_of(&["user"])
+    }
+
+    fn prompt_chars(&self) -> usize {
+        self.messages
+            .iter()
+            .map(|message| content_text(&message.content).chars().count())
+            .sum()
+    }
+}
+
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+async fn chat_completions(
+    State(state): State<StubState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorized = state.authorized(&headers);
+    let parsed = serde_json::from_slice::<ChatRequest>(&body);
+    state.record(match &parsed {
+        Ok(request) => RecordedRequest {
+            model: request.model.clone(),
+            system: request.system(),
+            user: request.user(),
+            stream: request.stream.unwrap_or(false),
+            authorized,
+            max_tokens: request.max_tokens(),
+        },
+        Err(_) => RecordedRequest {
+            authorized,
+            ..RecordedRequest::default()
+        },
+    });
+
+    if !authorized {
+        tracing::debug!(status = 401, "Refused a request without the stub's key");
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided.",
+            Some("invalid_api_key"),
+        );
+    }
+    let request = match parsed {
+        Ok(request) => request,
+        Err(error) => {
+            let message = format!("We could not parse the JSON body of your request. ({error})");
+            return api_error(StatusCode::BAD_REQUEST, &message, None);
+        }
+    };
+    if let Some(problem) = invalid(&request) {
+        return api_error(StatusCode::BAD_REQUEST, problem, None);
+    }
+    if let Some(status) = state.injected_failure() {
+        tracing::debug!(status = status.as_u16(), "Answered an injected failure");
+        return injected_error(status);
+    }
+
+    let latency = state.latency();
+    let answer = Answer::new(&state, &request);
+    if request.stream.unwrap_or(false) {
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .is_some_and(|options| options.include_usage);
+        tracing::debug!(
+            latency_ms = latency.as_millis(),
+            stream = true,
+            "Streaming a letter"
+        );
+        answer.stream(latency, include_usage).into_response()
+    } else {
+        tokio::time::sleep(latency).await;
+        tracing::debug!(
+            latency_ms = latency.as_millis(),
+            stream = false,
+            "Answered a letter"
+        );
+        axum::Json(answer.completion()).into_response()
+    }
+}
+
+/// The checks a provider makes on a well-formed body, so a client bug shows up here first.
+fn invalid(request: &ChatRequest) -> Option<&'static str> {
+    if request.messages.is_empty() {
+        return Some("[] is too short - 'messages'");
+    }
+    if request.max_tokens() == Some(0) {
+        return Some("max_tokens must be at least 1");
+    }
+    if request
+        .temperature
+        .is_some_and(|t| !(0.0..=2.0).contains(&t))
+    {
+        return Some("temperature must be between 0 and 2");
+    }
+    None
+}
+
+/// One letter, ready to be sent whole or as chunks.
+struct Answer {
+    id: String,
+    created: u64,
+    model: String,
+    content: String,
+    finish_reason: &'static str,
+    prompt_tokens: usize,
+}
+
+impl Answer {
+    fn new(state: &StubState, request: &ChatRequest) -> Self {
+        let full = letter::compose(&request.system(), &request.user());
+        let (content, finish_reason) = match request.max_tokens() {
+            Some(limit) => cut_to_tokens(&full, limit),
+            None => (full, "stop"),
+        };
+        let serial = state.inner.completions.fetch_add(1, Ordering::SeqCst);
+        Self {
+            id: format!("chatcmpl-stub{serial:011}"),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs()),
+            model: state.inner.model.clone(),
+            finish_reason,
+            prompt_tokens: request.prompt_chars().div_ceil(CHARS_PER_TOKEN),
+            content,
+        }
+    }
+
+    fn usage(&self) -> Value {
+        let completion_tokens = self.content.chars().count().div_ceil(CHARS_PER_TOKEN);
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens + completion_tokens,
+        })
+    }
+
+    fn completion(&self) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": self.content },
+                "finish_reason": self.finish_reason,
+            }],
+            "usage": self.usage(),
+        })
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> String {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish_reason }],
+        })
+        .to_string()
+    }
+
+    /// The role first, as OpenAI sends it, then one word per chunk, due at evenly spaced points
+    /// of the latency so the last word lands when a non-streamed answer would have.
+    fn stream(
+        self,
+        latency: Duration,
+        include_usage: bool,
+    ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+        let words = letter::chunks(&self.content);
+        let count = words.len().max(1) as f64;
+        let mut plan = Vec::with_capacity(words.len() + 4);
+        plan.push((
+            Duration::ZERO,
+            self.chunk(json!({ "role": "assistant", "content": "" }), None),
+        ));
+        for (index, word) in words.iter().enumerate() {
+            let due = latency.mul_f64((index + 1) as f64 / count);
+            plan.push((due, self.chunk(json!({ "content": word }), None)));
+        }
+        plan.push((latency, self.chunk(json!({}), Some(self.finish_reason))));
+        if include_usage {
+            let usage = json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": self.usage(),
+            });
+            plan.push((latency, usage.to_string()));
+        }
+        plan.push((latency, "[DONE]".to_owned()));
+
+        let start = tokio::time::Instant::now();
+        let events = futures_util::stream::iter(plan).then(move |(due, data)| async move {
+            tokio::time::sleep_until(start + due).await;
+            Ok(Event::default().data(data))
+        });
+        Sse::new(events)
+    }
+}
+
+/// A letter cut at a word boundary to fit `limit` tokens, as a model stops at `max_tokens`.
+fn cut_to_tokens(letter: &str, limit: u32) -> (String, &'static str) {
+    let budget = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(CHARS_PER_TOKEN);
+    if letter.chars().count() <= budget {
+        return (letter.to_owned(), "stop");
+    }
+    let mut kept = String::new();
+    let mut used = 0;
+    for word in letter::chunks(letter) {
+        let chars = word.chars().count();
+        if used + chars > budget {
+            break;
+        }
+        kept.push_str(word);
+        used += chars;
+    }
+    if kept.is_empty() {
+        kept = letter.chars().take(budget).collect();
+    }
+    (kept, "length")
+}
+
+async fn models(State(state): State<StubState>) -> axum::Json<Value> {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{ "id": state.inner.model, "object": "model", "created": 0, "owned_by": "letterbox" }],
+    }))
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> Response {
+    let message = format!("Invalid URL ({method} {})", uri.path());
+    api_error(StatusCode::NOT_FOUND, &message, None)
+}
+
+/// An injected failure, worded and typed as the provider words it.
+fn injected_error(status: StatusCode) -> Response {
+    let (message, kind, code) = match status.as_u16() {
+        429 => (
+            "Rate limit reached for requests. Please try again in 1s.",
+            "rate_limit_exceeded",
+            Some("rate_limit_exceeded"),
+        ),
+        500 => (
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+            None,
+        ),
+        503 | 529 => (
+            "The engine is currently overloaded, please try again later.",
+            "server_error",
+            None,
+        ),
+        400..=499 => (
+            "The request was rejected by the stub's failure injection.",
+            "invalid_request_error",
+            None,
+        ),
+        _ => (
+            "The stub's failure injection answered with a server error.",
+            "server_error",
+            None,
+        ),
+    };
+    let mut response = error_response(status, message, kind, code);
+    if matches!(status.as_u16(), 429 | 503 | 529) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn api_error(status: StatusCode, message: &str, code: Option<&str>) -> Response {
+    error_response(status, message, "invalid_request_error", code)
+}
+
+/// OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
+fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
+    let body =
+        json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// xorshift64*: plenty for latency jitter, and deterministic under a fixed seed in tests.
+struct XorShift(u64);
+
+impl XorShift {
+    fn from_clock() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        // The low bits change fastest; zero is the one state xorshift never leaves.
+        Self((nanos as u64 ^ 0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform on (0, 1]: never zero, so its logarithm is finite.
+    fn unit(&mut self) -> f64 {
+        1.0 - (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Box–Muller.
+    fn standard_normal(&mut self) -> f64 {
+        let (u1, u2) = (self.unit(), self.unit());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorder_keeps_only_the_last_thousand_requests() {
+        let state = StubState::new(StubConfig::new("k"));
+        for serial in 0..(RECORD_LIMIT + 5) {
+            state.record(RecordedRequest {
+                model: serial.to_string(),
+                ..RecordedRequest::default()
+            });
+        }
+        let kept = state.requests();
+        assert_eq!(kept.len(), RECORD_LIMIT);
+        assert_eq!(kept[0].model, "5");
+        assert_eq!(state.request_count(), RECORD_LIMIT + 5);
+    }
+
+    #[test]
+    fn failures_hit_the_first_call_and_every_nth_after_it() {
+        let mut config = StubConfig::new("k");
+        config.failure = Some(Failure::Status {
+            status: 503,
+            every: 3,
+        });
+        let state = StubState::new(config);
+        let failed: Vec<bool> = (0..7).map(|_| state.injected_failure().is_some()).collect();
+        assert_eq!(failed, [true, false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn a_short_token_budget_cuts_at_a_word_and_reports_length() {
+        let (kept, reason) = cut_to_tokens("Dear Hiring Manager, hello", 4);
+        assert_eq!((kept.as_str(), reason), ("Dear Hiring ", "length"));
+        let (kept, reason) = cut_to_tokens("Dear Jo", 100);
+        assert_eq!((kept.as_str(), reason), ("Dear Jo", "stop"));
+    }
+
+    #[test]
+    fn log_normal_samples_centre_on_the_median() {
+        let mut rng = XorShift(0x1234_5678_9ABC_DEF1);
+        let latency = Latency::LogNormal {
+            median: Duration::from_millis(100),
+            sigma: 0.5,
+        };
+        let mut samples: Vec<Duration> = (0..2001)
+            .map(|_| latency.with_normal(rng.standard_normal()))
+            .collect();
+        samples.sort_unstable();
+        let median = samples[1000].as_millis();
+        assert!((90..=110).contains(&median), "median {median} ms");
+    }
+
+    #[test]
+    fn content_parts_are_read_as_text() {
+        let parts = json!([{ "type": "text", "text": "one" }, { "type": "text", "text": "two" }]);
+        assert_eq!(content_text(&parts), "one\ntwo");
+        assert_eq!(content_text(&Value::Null), "");
+    }
+}

@@ -1,0 +1,323 @@
+//! The stub LLM over real HTTP: each test starts its own stub on a free port and talks to it
+//! with the same client library the worker uses.
+
+use std::net::SocketAddr;
+
+use letterbox_bench::stub::{self, Failure, RecordedRequest, StubConfig, StubHandle};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-stub-test-key";
+
+const SYSTEM: &str = "You write cover letters for job applications.";
+
+const USER: &str = "Write a cover letter for the position in the job description below.
+
+Tone: confident
+Length: about 250 words
+Language: en
+Company: Acme Robotics
+Hiring manager: Jane Roe
+
+<job_description id=\"0f3a\">
+Backend Engineer
+We build fleet software in Rust on Kubernetes, with PostgreSQL and RabbitMQ.
+</job_description id=\"0f3a\">
+
+<resume id=\"0f3a\">
+# Robin Example
+Five years of Rust, PostgreSQL and rabbitmq; some Kubernetes.
+</resume id=\"0f3a\">";
+
+/// What the stub must write for `USER`: names from the labels and the resume's first line,
+/// technical spellings first among the shared words, the tone in the closing.
+const LETTER: &str = "Dear Jane Roe,
+
+I am writing to apply for the Backend Engineer position at Acme Robotics.
+
+My name is Robin Example. My experience with PostgreSQL, RabbitMQ, Rust and Kubernetes matches \
+what you are looking for, and I would bring it to the team from day one.
+
+I hope this confident note conveys how much I would like to contribute to Acme Robotics. I would \
+welcome the chance to discuss the role with you.
+
+Sincerely,
+Robin Example";
+
+async fn start(config: StubConfig) -> anyhow::Result<StubHandle> {
+    letterbox::install_crypto_provider();
+    stub::spawn(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+fn request(stream: bool) -> Value {
+    json!({
+        "model": "gpt-test",
+        "messages": [
+            { "role": "system", "content": SYSTEM },
+            { "role": "user", "content": USER },
+        ],
+        "max_tokens": 1256,
+        "temperature": 0.7,
+        "stream": stream,
+    })
+}
+
+async fn post(stub: &StubHandle, key: &str, body: &Value) -> anyhow::Result<reqwest::Response> {
+    Ok(reqwest::Client::new()
+        .post(format!("{}/chat/completions", stub.base_url))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await?)
+}
+
+#[tokio::test]
+async fn wrong_key_is_refused_with_401_and_recorded_as_unauthorized() -> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+
+    let response = post(&stub, "sk-wrong", &request(false)).await?;
+
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await?;
+    assert_eq!(
+        body,
+        json!({ "error": {
+            "message": "Incorrect API key provided.",
+            "type": "invalid_request_error",
+            "param": null,
+            "code": "invalid_api_key",
+        }})
+    );
+    let recorded = stub.requests();
+    assert_eq!(recorded.len(), 1);
+    assert!(!recorded[0].authorized);
+    assert_eq!(recorded[0].user, USER);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_key_is_refused_with_401() -> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", stub.base_url))
+        .json(&request(false))
+        .send()
+        .await?;
+
+    assert_eq!(response.status(), 401);
+    assert_eq!(stub.request_count(), 1);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_json_is_answered_400_in_the_openai_error_shape() -> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", stub.base_url))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body("{\"model\": ")
+        .send()
+        .await?;
+
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("We could not parse"))
+    );
+    assert_eq!(
+        stub.requests(),
+        [RecordedRequest {
+            authorized: true,
+            ..RecordedRequest::default()
+        }]
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn letter_names_the_candidate_the_company_and_shared_keywords() -> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+
+    let response = post(&stub, KEY, &request(false)).await?;
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await?;
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], stub::DEFAULT_MODEL);
+    assert!(
+        body["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chatcmpl-"))
+    );
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(body["choices"][0]["message"]["content"], LETTER);
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let prompt_tokens = (SYSTEM.chars().count() + USER.chars().count()).div_ceil(4);
+    let completion_tokens = LETTER.chars().count().div_ceil(4);
+    assert_eq!(
+        body["usage"],
+        json!({
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        })
+    );
+    assert_eq!(
+        stub.requests(),
+        [RecordedRequest {
+            model: "gpt-test".to_owned(),
+            system: SYSTEM.to_owned(),
+            user: USER.to_owned(),
+            stream: false,
+            authorized: true,
+            max_tokens: Some(1256),
+        }]
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn streamed_deltas_concatenate_to_the_letter_and_end_with_done() -> anyhow::Result<()> {
+    let mut config = StubConfig::new(KEY);
+    config.latency = stub::Latency::Fixed(std::time::Duration::from_millis(50));
+    let stub = start(config).await?;
+
+    let response = post(&stub, KEY, &request(true)).await?;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await?;
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d))
+        .collect::<Result<_, _>>()?;
+    assert!(
+        chunks
+            .iter()
+            .all(|chunk| chunk["object"] == "chat.completion.chunk")
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let letter: String = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(letter, LETTER);
+    // One chunk for the role, one per word, one to finish.
+    assert_eq!(chunks.len(), LETTER.split_whitespace().count() + 2);
+    let last = &chunks[chunks.len() - 1]["choices"][0];
+    assert_eq!(last["finish_reason"], "stop");
+    assert_eq!(last["delta"], json!({}));
+    assert!(stub.requests()[0].stream);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn failure_every_two_calls_gives_exactly_one_500_in_two() -> anyhow::Result<()> {
+    let mut config = StubConfig::new(KEY);
+    config.failure = Some(Failure::Status {
+        status: 500,
+        every: 2,
+    });
+    let stub = start(config).await?;
+
+    let first = post(&stub, KEY, &request(false)).await?;
+    let first_status = first.status().as_u16();
+    let first_body: Value = first.json().await?;
+    let second = post(&stub, KEY, &request(false)).await?.status().as_u16();
+
+    assert_eq!([first_status, second], [500, 200]);
+    assert_eq!(first_body["error"]["type"], "server_error");
+    assert_eq!(stub.request_count(), 2);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn injected_rate_limit_carries_retry_after() -> anyhow::Result<()> {
+    let mut config = StubConfig::new(KEY);
+    config.failure = Some(Failure::Status {
+        status: 429,
+        every: 1,
+    });
+    let stub = start(config).await?;
+
+    let response = post(&stub, KEY, &request(false)).await?;
+
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+
+    // Lifting the failure takes effect on the next call.
+    stub.set_failure(None)?;
+    assert_eq!(post(&stub, KEY, &request(false)).await?.status(), 200);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_small_max_tokens_cuts_the_letter_with_finish_reason_length() -> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+    let mut body = request(false);
+    body["max_tokens"] = json!(5);
+
+    let response: Value = post(&stub, KEY, &body).await?.json().await?;
+
+    // Five tokens are twenty characters: the words that fit whole.
+    assert_eq!(
+        response["choices"][0]["message"]["content"],
+        "Dear Jane Roe,\n\nI "
+    );
+    assert_eq!(response["choices"][0]["finish_reason"], "length");
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_and_models_answer_and_unknown_routes_get_openai_errors() -> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+    let client = reqwest::Client::new();
+
+    let health = client
+        .get(format!("http://{}/healthz", stub.addr))
+        .send()
+        .await?;
+    let models: Value = client
+        .get(format!("{}/models", stub.base_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let unknown = client
+        .post(format!("{}/completions", stub.base_url))
+        .send()
+        .await?;
+
+    assert_eq!(health.status(), 200);
+    assert_eq!(models["data"][0]["id"], stub::DEFAULT_MODEL);
+    assert_eq!(unknown.status(), 404);
+    let error: Value = unknown.json().await?;
+    assert_eq!(
+        error["error"]["message"],
+        "Invalid URL (POST /v1/completions)"
+    );
+    assert_eq!(stub.request_count(), 0);
+    stub.shutdown().await;
+    Ok(())
+}
