@@ -183,6 +183,8 @@ impl ConsumerApp {
         if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
             tracing::warn!("Shutdown grace period over; unfinished jobs go back to the queue");
         }
+        self.stream.close().await;
+        self.worker.replier.close().await;
         for connection in &self.connections {
             let _ = connection.close(200, "shutdown".into()).await;
         }

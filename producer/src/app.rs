@@ -42,9 +42,13 @@ struct AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    state: Arc<AppState>,
     /// Owns the reply consumer task.
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Stops the reply consumer; cancelled only after in-flight requests are done, so they can
+    /// still receive their replies while the server drains.
+    replies_stop: CancellationToken,
     /// Kept open for the life of the app; closed after the HTTP server drains.
     connections: [Connection; 2],
     grace: Duration,
@@ -67,8 +71,9 @@ impl Application {
             ..Topology::new(settings.jobs_queue.clone())
         };
         let tracker = TaskTracker::new();
+        let replies_stop = CancellationToken::new();
         let submitter =
-            JobSubmitter::start(&publish, &consume, topology, BROKER_TIMEOUT, &tracker, shutdown.child_token())
+            JobSubmitter::start(&publish, &consume, topology, BROKER_TIMEOUT, &tracker, replies_stop.clone())
                 .await
                 .context("could not set up the broker topology and reply queue")?;
         let limits = request::limits_from(&settings);
@@ -86,15 +91,17 @@ impl Application {
             .route("/metrics", get(metrics))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-            .with_state(state);
+            .with_state(Arc::clone(&state));
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("could not listen on {}", settings.http_addr))?;
         Ok(Self {
             listener,
             router,
+            state,
             tracker,
             shutdown,
+            replies_stop,
             connections: [publish, consume],
             grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
@@ -122,8 +129,9 @@ impl Application {
                 tracing::warn!("Shutdown grace period over; dropping in-flight requests");
             }
         }
+        self.state.submitter.close().await;
         self.tracker.close();
-        self.shutdown.cancel();
+        self.replies_stop.cancel();
         self.tracker.wait().await;
         for connection in &self.connections {
             let _ = connection.close(200, "shutdown".into()).await;

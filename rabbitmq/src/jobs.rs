@@ -71,6 +71,13 @@ impl JobStream {
     pub fn is_open(&self) -> bool {
         self.channel.status().connected()
     }
+
+    /// Closes the channel (unacked deliveries go back to the queue).
+    pub async fn close(&self) {
+        if self.is_open() {
+            let _ = self.channel.close(200, "shutdown".into()).await;
+        }
+    }
 }
 
 fn as_u64(value: &AMQPValue) -> Option<u64> {
@@ -129,6 +136,10 @@ impl Replier {
 
     pub fn is_open(&self) -> bool {
         self.publisher.is_open()
+    }
+
+    pub async fn close(&self) {
+        self.publisher.close().await;
     }
 
     /// Not `mandatory`: when the ingress that asked is gone, so is its reply queue, and there is

@@ -34,6 +34,14 @@ impl Publisher {
         self.channel.status().connected()
     }
 
+    /// Closes the channel and waits for the broker to confirm. Before closing a connection, close
+    /// its channels this way: lapin's close-on-drop would race the connection's close.
+    pub async fn close(&self) {
+        if self.is_open() {
+            let _ = self.channel.close(200, "shutdown".into()).await;
+        }
+    }
+
     pub async fn publish(
         &self,
         exchange: &str,

@@ -92,6 +92,8 @@ impl ReplyRouter {
                 }
             }
             task_router.close();
+            // Closed and awaited here, before anyone closes the connection: a channel left to
+            // lapin's close-on-drop races the connection's own close.
             let _ = channel.close(200, "shutdown".into()).await;
         });
         Ok(router)
@@ -227,6 +229,11 @@ impl JobSubmitter {
 
     pub fn waiting(&self) -> usize {
         self.router.waiting()
+    }
+
+    /// Closes the publishing channel; call once no more jobs will be submitted.
+    pub async fn close(&self) {
+        self.publisher.close().await;
     }
 
     pub fn topology(&self) -> &Topology {

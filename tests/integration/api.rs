@@ -190,3 +190,17 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_still_gets_its_letter() {
+    let app = spawn_app_with(Options { latency: std::time::Duration::from_millis(800), ..Options::default() }).await;
+    let body = json!({"resume_text": RESUME, "job_description": job_description()});
+    let stop = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        app.begin_shutdown();
+    };
+    let (answer, ()) = tokio::join!(app.post_json(&body), stop);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(app.stub.request_count(), 1);
+    app.stop().await;
+}

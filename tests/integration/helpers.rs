@@ -212,6 +212,11 @@ impl TestApp {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// Asks every process to stop, as SIGTERM would, without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops the processes, then removes the queues and the secret.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -247,6 +252,7 @@ pub async fn delete_topology(queue: &str) {
     if let Ok(connection) = letterbox_rabbitmq::connect(&url, "letterbox-tests cleanup", Duration::from_secs(5)).await {
         if let Ok(channel) = connection.create_channel().await {
             let _ = Topology::new(queue).delete(&channel).await;
+            let _ = channel.close(200, "done".into()).await;
         }
         let _ = connection.close(200, "done".into()).await;
     }
