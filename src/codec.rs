@@ -90,7 +90,10 @@ mod tests {
                 message: "The LLM did not answer in time.".into(),
             }),
         ] {
-            let reply = Reply { job_id: Uuid::from_u128(9), outcome };
+            let reply = Reply {
+                job_id: Uuid::from_u128(9),
+                outcome,
+            };
             let bytes = encode_reply(&reply).unwrap();
             assert_eq!(decode_reply(&bytes).unwrap(), reply);
         }
@@ -98,12 +101,18 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(matches!(decode_job(b"\xc1\xff not msgpack"), Err(CodecError::Decode(_))));
+        assert!(matches!(
+            decode_job(b"\xc1\xff not msgpack"),
+            Err(CodecError::Decode(_))
+        ));
         assert!(matches!(decode_job(&[]), Err(CodecError::Decode(_))));
         // A reply is not a job.
         let reply = Reply {
             job_id: Uuid::nil(),
-            outcome: Outcome::Failed(JobFailure { code: FailureCode::Expired, message: String::new() }),
+            outcome: Outcome::Failed(JobFailure {
+                code: FailureCode::Expired,
+                message: String::new(),
+            }),
         };
         assert!(decode_job(&encode_reply(&reply).unwrap()).is_err());
     }

@@ -94,7 +94,8 @@ pub const MAX_NAME_CHARS: usize = 200;
 impl LetterOptions {
     /// The word count the letter aims for.
     pub fn words(&self) -> u16 {
-        self.target_words.unwrap_or_else(|| self.length.target_words())
+        self.target_words
+            .unwrap_or_else(|| self.length.target_words())
     }
 
     /// Checks and tidies the options; the error names the offending field, never its value.
@@ -163,7 +164,10 @@ impl fmt::Debug for LetterOptions {
             .field("target_words", &self.target_words)
             .field("language", &self.language)
             .field("company", &self.company.as_ref().map(|_| "<set>"))
-            .field("hiring_manager", &self.hiring_manager.as_ref().map(|_| "<set>"))
+            .field(
+                "hiring_manager",
+                &self.hiring_manager.as_ref().map(|_| "<set>"),
+            )
             .field("role", &self.role.as_ref().map(|_| "<set>"))
             .finish()
     }
@@ -196,7 +200,10 @@ impl fmt::Debug for Job {
             .field("created_at_ms", &self.created_at_ms)
             .field("deadline_ms", &self.deadline_ms)
             .field("resume_chars", &self.resume.chars().count())
-            .field("job_description_chars", &self.job_description.chars().count())
+            .field(
+                "job_description_chars",
+                &self.job_description.chars().count(),
+            )
             .field("options", &self.options)
             .finish()
     }
@@ -303,7 +310,10 @@ mod tests {
         assert_eq!(options.hiring_manager, None);
         assert_eq!(options.words(), 250);
 
-        let mut too_long = LetterOptions { target_words: Some(5000), ..Default::default() };
+        let mut too_long = LetterOptions {
+            target_words: Some(5000),
+            ..Default::default()
+        };
         assert_eq!(
             too_long.validate(),
             Err("options.target_words must be between 50 and 1000".to_owned())
@@ -318,7 +328,10 @@ mod tests {
             deadline_ms: 2,
             resume: "Jane Roe, jane@example.org".into(),
             job_description: "Rust engineer".into(),
-            options: LetterOptions { company: Some("Acme".into()), ..Default::default() },
+            options: LetterOptions {
+                company: Some("Acme".into()),
+                ..Default::default()
+            },
         };
         let printed = format!("{job:?}");
         assert!(!printed.contains("Jane"), "{printed}");

@@ -20,12 +20,28 @@ use tracing_subscriber::EnvFilter;
 /// Starts the process's log output on stderr. `LETTERBOX_LOG` takes `tracing` filter directives
 /// (`info`, `letterbox_consumer=debug`, …); the default is `info`.
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_env(crate::env::LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env(crate::env::LOG).unwrap_or_else(|_| EnvFilter::new("info"));
     // A second call (tests start several apps in one process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Replaces the default panic output, which prints the panic message, with a log line that says
+/// where the panic happened but not what it said: a parser's panic message can quote the document
+/// it choked on. Binaries call this; tests keep the default so assertion messages show.
+pub fn withhold_panic_messages() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        tracing::error!(
+            location = location.as_deref().unwrap_or("unknown"),
+            "A thread panicked (message withheld: it may quote user data)"
+        );
+    }));
 }
 
 /// The quantiles every latency summary exports.
@@ -45,7 +61,11 @@ impl LatencyHistogram {
         // Bounds are constants within hdrhistogram's accepted range, so this cannot fail.
         #[allow(clippy::expect_used)]
         let histogram = Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3).expect("valid bounds");
-        Self { name, help, state: Mutex::new((histogram, 0)) }
+        Self {
+            name,
+            help,
+            state: Mutex::new((histogram, 0)),
+        }
     }
 
     pub fn record(&self, elapsed: Duration) {
@@ -53,27 +73,42 @@ impl LatencyHistogram {
     }
 
     pub fn record_us(&self, micros: u64) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.0.saturating_record(micros.max(1));
         state.1 = state.1.saturating_add(micros);
     }
 
     /// The value at quantile `q` (0.0–1.0); zero when nothing was recorded.
     pub fn quantile(&self, q: f64) -> Duration {
-        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Duration::from_micros(state.0.value_at_quantile(q))
     }
 
     pub fn count(&self) -> u64 {
-        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.0.len()
     }
 
     /// Appends this histogram as a Prometheus summary in seconds.
     pub fn render(&self, out: &mut String) {
         let (values, sum_us, count) = {
-            let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let values: Vec<u64> = QUANTILES.iter().map(|q| state.0.value_at_quantile(*q)).collect();
+            let state = self
+                .state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let values: Vec<u64> = QUANTILES
+                .iter()
+                .map(|q| state.0.value_at_quantile(*q))
+                .collect();
             (values, state.1, state.0.len())
         };
         let name = self.name;
@@ -101,21 +136,35 @@ pub struct CounterVec {
 
 impl CounterVec {
     pub fn new(name: &'static str, help: &'static str, label: &'static str) -> Self {
-        Self { name, help, label, values: Mutex::new(BTreeMap::new()) }
+        Self {
+            name,
+            help,
+            label,
+            values: Mutex::new(BTreeMap::new()),
+        }
     }
 
     pub fn inc(&self, value: &'static str) {
-        let mut values = self.values.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut values = self
+            .values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *values.entry(value).or_default() += 1;
     }
 
     pub fn get(&self, value: &str) -> u64 {
-        let values = self.values.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let values = self
+            .values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         values.get(value).copied().unwrap_or(0)
     }
 
     pub fn render(&self, out: &mut String) {
-        let values = self.values.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let values = self
+            .values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (name, label) = (self.name, self.label);
         let _ = writeln!(out, "# HELP {name} {}", self.help);
         let _ = writeln!(out, "# TYPE {name} counter");
@@ -134,7 +183,11 @@ pub struct Counter {
 
 impl Counter {
     pub const fn new(name: &'static str, help: &'static str) -> Self {
-        Self { name, help, value: AtomicU64::new(0) }
+        Self {
+            name,
+            help,
+            value: AtomicU64::new(0),
+        }
     }
 
     pub fn inc(&self) {
@@ -162,7 +215,11 @@ pub struct Gauge {
 
 impl Gauge {
     pub const fn new(name: &'static str, help: &'static str) -> Self {
-        Self { name, help, value: AtomicI64::new(0) }
+        Self {
+            name,
+            help,
+            value: AtomicI64::new(0),
+        }
     }
 
     pub fn set(&self, value: i64) {
@@ -210,10 +267,22 @@ mod tests {
         }
         let mut out = String::new();
         histogram.render(&mut out);
-        assert!(out.contains("# TYPE letterbox_test_seconds summary\n"), "{out}");
-        assert!(out.contains("letterbox_test_seconds{quantile=\"0.5\"} 0.050015\n"), "{out}");
-        assert!(out.contains("letterbox_test_seconds{quantile=\"0.99\"} 0.099007\n"), "{out}");
-        assert!(out.contains("letterbox_test_seconds_sum 5.050000\n"), "{out}");
+        assert!(
+            out.contains("# TYPE letterbox_test_seconds summary\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("letterbox_test_seconds{quantile=\"0.5\"} 0.050015\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("letterbox_test_seconds{quantile=\"0.99\"} 0.099007\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("letterbox_test_seconds_sum 5.050000\n"),
+            "{out}"
+        );
         assert!(out.contains("letterbox_test_seconds_count 100\n"), "{out}");
     }
 
@@ -225,8 +294,14 @@ mod tests {
         counter.inc("503");
         let mut out = String::new();
         counter.render(&mut out);
-        assert!(out.contains("letterbox_test_total{code=\"200\"} 2\n"), "{out}");
-        assert!(out.contains("letterbox_test_total{code=\"503\"} 1\n"), "{out}");
+        assert!(
+            out.contains("letterbox_test_total{code=\"200\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("letterbox_test_total{code=\"503\"} 1\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -42,11 +42,18 @@ pub struct ConsumerApp {
 }
 
 impl ConsumerApp {
-    pub async fn build(settings: ConsumerSettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn build(
+        settings: ConsumerSettings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         if settings.concurrency == 0 {
             bail!("LETTERBOX_CONCURRENCY must be at least 1");
         }
-        let auth = match (&settings.vault_role_id, &settings.vault_secret_id, &settings.vault_token) {
+        let auth = match (
+            &settings.vault_role_id,
+            &settings.vault_secret_id,
+            &settings.vault_token,
+        ) {
             (Some(role_id), Some(secret_id), _) => VaultAuth::AppRole {
                 mount: settings.vault_approle_mount.clone(),
                 role_id: role_id.clone(),
@@ -81,12 +88,20 @@ impl ConsumerApp {
         let llm = LlmClient::new(&settings.llm_base_url, &settings.llm_model)
             .context("could not build the LLM HTTP client")?;
 
-        let publish = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-consumer replies", BROKER_TIMEOUT)
-            .await
-            .context("could not connect to RabbitMQ at AMQP_URL")?;
-        let consume = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-consumer jobs", BROKER_TIMEOUT)
-            .await
-            .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let publish = letterbox_rabbitmq::connect(
+            &settings.amqp_url,
+            "letterbox-consumer replies",
+            BROKER_TIMEOUT,
+        )
+        .await
+        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let consume = letterbox_rabbitmq::connect(
+            &settings.amqp_url,
+            "letterbox-consumer jobs",
+            BROKER_TIMEOUT,
+        )
+        .await
+        .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology {
             max_length: settings.queue_max_length,
             delivery_limit: settings.max_deliveries,
@@ -131,7 +146,10 @@ impl ConsumerApp {
     /// grace period to finish, and closes the connections (the broker requeues anything unacked).
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let metrics_router = Router::new()
-            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route(
+                "/healthz",
+                get(|| async { Json(json!({ "status": "ok" })) }),
+            )
             .route("/metrics", get(render_metrics))
             .with_state((Arc::clone(&self.metrics), self.concurrency));
         let metrics_shutdown = self.shutdown.clone();
@@ -180,7 +198,10 @@ impl ConsumerApp {
         let _ = self.stream.cancel().await;
         self.shutdown.cancel();
         self.tracker.close();
-        if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("Shutdown grace period over; unfinished jobs go back to the queue");
         }
         self.stream.close().await;
@@ -192,7 +213,11 @@ impl ConsumerApp {
     }
 }
 
-async fn render_metrics(State((metrics, capacity)): State<(Arc<Metrics>, u16)>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], metrics.render(capacity))
+async fn render_metrics(
+    State((metrics, capacity)): State<(Arc<Metrics>, u16)>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
+        metrics.render(capacity),
+    )
 }
-

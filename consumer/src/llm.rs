@@ -132,7 +132,13 @@ impl LlmClient {
                 .json(&body)
                 .send()
                 .await
-                .map_err(|error| if error.is_timeout() { LlmError::Timeout(timeout.as_millis()) } else { LlmError::Unreachable })?;
+                .map_err(|error| {
+                    if error.is_timeout() {
+                        LlmError::Timeout(timeout.as_millis())
+                    } else {
+                        LlmError::Unreachable
+                    }
+                })?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
             let bytes = read_capped(response).await?;
@@ -144,7 +150,11 @@ impl LlmClient {
         let (text, model) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| LlmError::Timeout(timeout.as_millis()))??;
-        Ok(Completion { text, model: model.unwrap_or_else(|| self.model.clone()), elapsed: started.elapsed() })
+        Ok(Completion {
+            text,
+            model: model.unwrap_or_else(|| self.model.clone()),
+            elapsed: started.elapsed(),
+        })
     }
 }
 
@@ -161,11 +171,18 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, LlmErro
 
 /// `Retry-After` in seconds (an HTTP date counts as unknown), or `retry-after-ms`.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
     }
-    text("retry-after").and_then(|v| v.parse::<f64>().ok()).map(|s| Duration::from_secs_f64(s.max(0.0)))
+    text("retry-after")
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
 }
 
 fn status_error(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> LlmError {
@@ -174,7 +191,10 @@ fn status_error(status: StatusCode, body: &[u8], retry_after: Option<Duration>) 
         401 | 403 => LlmError::Unauthorized(code),
         429 => LlmError::RateLimited { retry_after },
         500..=599 => LlmError::ServerError(code),
-        _ => LlmError::Rejected { status: code, code: provider_code(body) },
+        _ => LlmError::Rejected {
+            status: code,
+            code: provider_code(body),
+        },
     }
 }
 
@@ -188,14 +208,20 @@ fn provider_code(body: &[u8]) -> Option<String> {
     }?;
     let is_identifier = !candidate.is_empty()
         && candidate.len() <= 64
-        && candidate.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+        && candidate
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
     is_identifier.then_some(candidate)
 }
 
 fn parse_completion(body: &[u8]) -> Result<(String, Option<String>), LlmError> {
-    let response: ChatResponse =
-        serde_json::from_slice(body).map_err(|_| LlmError::InvalidResponse("not a chat completion"))?;
-    let choice = response.choices.into_iter().next().ok_or(LlmError::InvalidResponse("no choices"))?;
+    let response: ChatResponse = serde_json::from_slice(body)
+        .map_err(|_| LlmError::InvalidResponse("not a chat completion"))?;
+    let choice = response
+        .choices
+        .into_iter()
+        .next()
+        .ok_or(LlmError::InvalidResponse("no choices"))?;
     match choice.finish_reason.as_deref() {
         Some("content_filter") => return Err(LlmError::ContentFiltered),
         Some("length") => return Err(LlmError::Truncated),
@@ -216,19 +242,29 @@ mod tests {
     #[test]
     fn a_completion_yields_its_trimmed_text_and_model() {
         let body = br#"{"model":"m-1","choices":[{"message":{"role":"assistant","content":"  Dear team,\n"},"finish_reason":"stop"}]}"#;
-        assert_eq!(parse_completion(body), Ok(("Dear team,".to_owned(), Some("m-1".to_owned()))));
+        assert_eq!(
+            parse_completion(body),
+            Ok(("Dear team,".to_owned(), Some("m-1".to_owned())))
+        );
     }
 
     #[test]
     fn unusable_completions_are_errors() {
-        let filtered = br#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#;
+        let filtered =
+            br#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#;
         assert_eq!(parse_completion(filtered), Err(LlmError::ContentFiltered));
         let cut = br#"{"choices":[{"message":{"content":"Dear"},"finish_reason":"length"}]}"#;
         assert_eq!(parse_completion(cut), Err(LlmError::Truncated));
         let empty = br#"{"choices":[{"message":{"content":""},"finish_reason":""}]}"#;
         assert_eq!(parse_completion(empty), Err(LlmError::Empty));
-        assert_eq!(parse_completion(b"<html>"), Err(LlmError::InvalidResponse("not a chat completion")));
-        assert_eq!(parse_completion(br#"{"choices":[]}"#), Err(LlmError::InvalidResponse("no choices")));
+        assert_eq!(
+            parse_completion(b"<html>"),
+            Err(LlmError::InvalidResponse("not a chat completion"))
+        );
+        assert_eq!(
+            parse_completion(br#"{"choices":[]}"#),
+            Err(LlmError::InvalidResponse("no choices"))
+        );
     }
 
     #[test]
@@ -236,16 +272,28 @@ mod tests {
         let body = br#"{"error":{"message":"Incorrect API key provided: sk-abc***xyz","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
         assert_eq!(
             status_error(StatusCode::BAD_REQUEST, body, None),
-            LlmError::Rejected { status: 400, code: Some("context_length_exceeded".into()) }
+            LlmError::Rejected {
+                status: 400,
+                code: Some("context_length_exceeded".into())
+            }
         );
         assert_eq!(
             status_error(StatusCode::BAD_REQUEST, b"plain text, not json", None),
-            LlmError::Rejected { status: 400, code: None }
+            LlmError::Rejected {
+                status: 400,
+                code: None
+            }
         );
         let free_text = br#"{"error":{"code":"you sent sk-secret here"}}"#;
         assert_eq!(provider_code(free_text), None);
-        assert_eq!(status_error(StatusCode::UNAUTHORIZED, body, None), LlmError::Unauthorized(401));
-        assert_eq!(status_error(StatusCode::BAD_GATEWAY, b"", None), LlmError::ServerError(502));
+        assert_eq!(
+            status_error(StatusCode::UNAUTHORIZED, body, None),
+            LlmError::Unauthorized(401)
+        );
+        assert_eq!(
+            status_error(StatusCode::BAD_GATEWAY, b"", None),
+            LlmError::ServerError(502)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use letterbox_consumer::{ConsumerApp, ConsumerSettings};
 async fn main() -> anyhow::Result<()> {
     let settings = ConsumerSettings::parse();
     letterbox::telemetry::init_tracing();
+    letterbox::telemetry::withhold_panic_messages();
     letterbox::install_crypto_provider();
     let shutdown = letterbox::shutdown::on_signal();
     let app = ConsumerApp::build(settings, shutdown).await?;

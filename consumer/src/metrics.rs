@@ -20,7 +20,10 @@ impl Metrics {
                 "Jobs this worker finished, by outcome.",
                 "outcome",
             ),
-            in_flight: Gauge::new("letterbox_jobs_in_flight", "Jobs this worker is running now."),
+            in_flight: Gauge::new(
+                "letterbox_jobs_in_flight",
+                "Jobs this worker is running now.",
+            ),
             expired: Counter::new(
                 "letterbox_jobs_expired_total",
                 "Jobs dropped without an LLM call because their deadline had passed.",
@@ -49,10 +52,18 @@ impl Metrics {
         self.jobs.render(&mut out);
         self.in_flight.render(&mut out);
         self.expired.render(&mut out);
-        let capacity_gauge = Gauge::new("letterbox_worker_capacity", "Jobs this worker runs at once at most.");
+        let capacity_gauge = Gauge::new(
+            "letterbox_worker_capacity",
+            "Jobs this worker runs at once at most.",
+        );
         capacity_gauge.set(i64::from(capacity));
         capacity_gauge.render(&mut out);
-        for histogram in [&self.queue_wait, &self.llm, &self.processing, &self.overhead] {
+        for histogram in [
+            &self.queue_wait,
+            &self.llm,
+            &self.processing,
+            &self.overhead,
+        ] {
             histogram.render(&mut out);
         }
         out

@@ -141,18 +141,36 @@ mod tests {
             let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
             arg.get_default_values()[0].to_str().unwrap().to_owned()
         };
-        assert_eq!(default_of("metrics_addr"), defaults.metrics_addr.to_string());
+        assert_eq!(
+            default_of("metrics_addr"),
+            defaults.metrics_addr.to_string()
+        );
         assert_eq!(default_of("concurrency"), defaults.concurrency.to_string());
         assert_eq!(default_of("llm_base_url"), defaults.llm_base_url);
         assert_eq!(default_of("llm_model"), defaults.llm_model);
-        assert_eq!(default_of("llm_timeout_ms"), defaults.llm_timeout_ms.to_string());
+        assert_eq!(
+            default_of("llm_timeout_ms"),
+            defaults.llm_timeout_ms.to_string()
+        );
         assert_eq!(default_of("llm_key_path"), defaults.llm_key_path);
         assert_eq!(default_of("llm_key_field"), defaults.llm_key_field);
-        assert_eq!(default_of("secret_cache_ttl_secs"), defaults.secret_cache_ttl_secs.to_string());
+        assert_eq!(
+            default_of("secret_cache_ttl_secs"),
+            defaults.secret_cache_ttl_secs.to_string()
+        );
         assert_eq!(default_of("vault_addr"), defaults.vault_addr);
-        assert_eq!(default_of("max_deliveries"), defaults.max_deliveries.to_string());
-        assert_eq!(default_of("queue_max_length"), defaults.queue_max_length.to_string());
-        assert_eq!(default_of("shutdown_grace_ms"), defaults.shutdown_grace_ms.to_string());
+        assert_eq!(
+            default_of("max_deliveries"),
+            defaults.max_deliveries.to_string()
+        );
+        assert_eq!(
+            default_of("queue_max_length"),
+            defaults.queue_max_length.to_string()
+        );
+        assert_eq!(
+            default_of("shutdown_grace_ms"),
+            defaults.shutdown_grace_ms.to_string()
+        );
     }
 
     #[test]
@@ -161,7 +179,11 @@ mod tests {
             if arg.get_id() == "help" || arg.get_id() == "version" {
                 continue;
             }
-            assert!(arg.get_env().is_some(), "{} has no environment variable", arg.get_id());
+            assert!(
+                arg.get_env().is_some(),
+                "{} has no environment variable",
+                arg.get_id()
+            );
         }
     }
 }

@@ -41,7 +41,8 @@ impl Worker {
     pub async fn process(&self, delivery: &JobDelivery) -> Disposition {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight.track();
-        let (Some(reply_to), Some(correlation_id)) = (&delivery.reply_to, &delivery.correlation_id) else {
+        let (Some(reply_to), Some(correlation_id)) = (&delivery.reply_to, &delivery.correlation_id)
+        else {
             tracing::warn!("Dead-lettering a job without reply-to or correlation id");
             return Disposition::DeadLetter;
         };
@@ -50,7 +51,11 @@ impl Worker {
             Err(error) => {
                 tracing::warn!(%error, "Dead-lettering a job that could not be decoded");
                 if let Ok(job_id) = Uuid::parse_str(correlation_id) {
-                    let reply = failed(job_id, FailureCode::InvalidJob, "the job could not be read by the worker");
+                    let reply = failed(
+                        job_id,
+                        FailureCode::InvalidJob,
+                        "the job could not be read by the worker",
+                    );
                     let _ = self.replier.send(reply_to, correlation_id, &reply).await;
                 }
                 self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
@@ -63,13 +68,18 @@ impl Worker {
             Outcome::Letter(_) => "letter",
             Outcome::Failed(failure) => failure.code.as_str(),
         };
-        let reply = Reply { job_id: job.id, outcome };
+        let reply = Reply {
+            job_id: job.id,
+            outcome,
+        };
         match self.replier.send(reply_to, correlation_id, &reply).await {
             Ok(()) => {
                 let processing = started.elapsed();
                 self.metrics.jobs.inc(label);
                 self.metrics.processing.record(processing);
-                self.metrics.overhead.record(processing.saturating_sub(llm_time.unwrap_or_default()));
+                self.metrics
+                    .overhead
+                    .record(processing.saturating_sub(llm_time.unwrap_or_default()));
                 tracing::info!(job_id = %job.id, outcome = label, processing_ms = processing.as_millis(), "Job done");
                 Disposition::Ack
             }
@@ -84,33 +94,55 @@ impl Worker {
     async fn run(&self, job: &Job) -> (Outcome, Option<Duration>) {
         let now = letterbox::time::now_ms();
         let queued_ms = now.saturating_sub(job.created_at_ms);
-        self.metrics.queue_wait.record(Duration::from_millis(queued_ms));
+        self.metrics
+            .queue_wait
+            .record(Duration::from_millis(queued_ms));
         if job.is_expired_at(now) {
             self.metrics.expired.inc();
-            return (failure(FailureCode::Expired, "the job waited in the queue past its deadline"), None);
+            return (
+                failure(
+                    FailureCode::Expired,
+                    "the job waited in the queue past its deadline",
+                ),
+                None,
+            );
         }
 
         let key = match self.secrets.read(&self.key_path).await {
             Ok(key) => key,
             Err(error) => {
                 tracing::error!(%error, "Could not read the LLM key");
-                return (failure(FailureCode::SecretUnavailable, "the LLM key is unavailable; retry shortly"), None);
+                return (
+                    failure(
+                        FailureCode::SecretUnavailable,
+                        "the LLM key is unavailable; retry shortly",
+                    ),
+                    None,
+                );
             }
         };
         let template = match self.templates.current().await {
             Ok(template) => template,
             Err(error) => {
                 tracing::error!(%error, "No prompt template");
-                return (failure(FailureCode::LlmFailed, "the prompt template is unavailable"), None);
+                return (
+                    failure(FailureCode::LlmFailed, "the prompt template is unavailable"),
+                    None,
+                );
             }
         };
         let prompt = template.render(job);
-        let remaining = Duration::from_millis(job.deadline_ms.saturating_sub(letterbox::time::now_ms()));
+        let remaining =
+            Duration::from_millis(job.deadline_ms.saturating_sub(letterbox::time::now_ms()));
         let timeout = remaining.min(self.llm_timeout);
         // Room for the requested words in any language, plus the greeting and closing.
         let max_tokens = u32::from(job.options.words()) * 4 + 256;
 
-        match self.llm.complete(&key.value, &prompt, max_tokens, timeout).await {
+        match self
+            .llm
+            .complete(&key.value, &prompt, max_tokens, timeout)
+            .await
+        {
             Ok(completion) => {
                 self.metrics.llm.record(completion.elapsed);
                 let letter = Letter {
@@ -139,11 +171,17 @@ impl Worker {
 }
 
 fn failure(code: FailureCode, message: &str) -> Outcome {
-    Outcome::Failed(JobFailure { code, message: message.to_owned() })
+    Outcome::Failed(JobFailure {
+        code,
+        message: message.to_owned(),
+    })
 }
 
 fn failed(job_id: Uuid, code: FailureCode, message: &str) -> Reply {
-    Reply { job_id, outcome: failure(code, message) }
+    Reply {
+        job_id,
+        outcome: failure(code, message),
+    }
 }
 
 /// Acts on a disposition; the one place a delivery is acked, requeued or dead-lettered.

@@ -57,13 +57,24 @@ pub struct Application {
 impl Application {
     /// Connects to the broker, declares the topology, starts the reply router and binds the
     /// listener (port 0 picks a free port; see `local_addr`).
-    pub async fn build(settings: ProducerSettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let publish = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-producer publish", BROKER_TIMEOUT)
-            .await
-            .context("could not connect to RabbitMQ at AMQP_URL")?;
-        let consume = letterbox_rabbitmq::connect(&settings.amqp_url, "letterbox-producer replies", BROKER_TIMEOUT)
-            .await
-            .context("could not connect to RabbitMQ at AMQP_URL")?;
+    pub async fn build(
+        settings: ProducerSettings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let publish = letterbox_rabbitmq::connect(
+            &settings.amqp_url,
+            "letterbox-producer publish",
+            BROKER_TIMEOUT,
+        )
+        .await
+        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let consume = letterbox_rabbitmq::connect(
+            &settings.amqp_url,
+            "letterbox-producer replies",
+            BROKER_TIMEOUT,
+        )
+        .await
+        .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology {
             jobs_queue: settings.jobs_queue.clone(),
             max_length: settings.queue_max_length,
@@ -72,10 +83,16 @@ impl Application {
         };
         let tracker = TaskTracker::new();
         let replies_stop = CancellationToken::new();
-        let submitter =
-            JobSubmitter::start(&publish, &consume, topology, BROKER_TIMEOUT, &tracker, replies_stop.clone())
-                .await
-                .context("could not set up the broker topology and reply queue")?;
+        let submitter = JobSubmitter::start(
+            &publish,
+            &consume,
+            topology,
+            BROKER_TIMEOUT,
+            &tracker,
+            replies_stop.clone(),
+        )
+        .await
+        .context("could not set up the broker topology and reply queue")?;
         let limits = request::limits_from(&settings);
         let state = Arc::new(AppState {
             submitter,
@@ -146,7 +163,11 @@ async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Reques
     let response = match handle(&state, request, started).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(error) => {
-            tracing::info!(code = error.code(), status = error.status().as_u16(), "Request refused");
+            tracing::info!(
+                code = error.code(),
+                status = error.status().as_u16(),
+                "Request refused"
+            );
             error.into_response()
         }
     };
@@ -189,25 +210,40 @@ async fn handle(
         options: checked.options,
     };
     let job_id = job.id;
-    let pending = state.submitter.submit(&job).await.map_err(|error| broker_error(&error))?;
+    let pending = state
+        .submitter
+        .submit(&job)
+        .await
+        .map_err(|error| broker_error(&error))?;
     // The documents are on the broker now; this process needs no copy of them.
     drop(job);
 
     let reply = match tokio::time::timeout(state.job_timeout + REPLY_GRACE, pending.wait()).await {
-        Err(_elapsed) => return Err(ApiError::DeadlineExceeded { deadline_ms: timeout_ms }),
+        Err(_elapsed) => {
+            return Err(ApiError::DeadlineExceeded {
+                deadline_ms: timeout_ms,
+            });
+        }
         Ok(Err(_lost)) => return Err(ApiError::ReplyLost),
         Ok(Ok(reply)) => reply,
     };
     match reply.outcome {
-        Outcome::Failed(failure) => Err(ApiError::Job { code: failure.code, message: failure.message }),
+        Outcome::Failed(failure) => Err(ApiError::Job {
+            code: failure.code,
+            message: failure.message,
+        }),
         Outcome::Letter(letter) => {
             let total = started.elapsed();
             let metrics = &state.metrics;
             metrics.end_to_end.record(total);
-            metrics.queue_wait.record(Duration::from_millis(letter.queued_ms));
+            metrics
+                .queue_wait
+                .record(Duration::from_millis(letter.queued_ms));
             metrics.llm.record_us(letter.llm_us);
             let total_us = u64::try_from(total.as_micros()).unwrap_or(u64::MAX);
-            metrics.overhead.record_us(total_us.saturating_sub(letter.llm_us));
+            metrics
+                .overhead
+                .record_us(total_us.saturating_sub(letter.llm_us));
             tracing::info!(%job_id, total_ms = total.as_millis(), llm_ms = letter.llm_ms, "Letter delivered");
             Ok(json!({
                 "job_id": job_id,
@@ -279,7 +315,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = state.metrics.render(state.submitter.is_ready(), state.submitter.waiting());
+    let body = state
+        .metrics
+        .render(state.submitter.is_ready(), state.submitter.waiting());
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body)
 }
 

@@ -14,13 +14,25 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("{field}: {error}")]
-    Document { field: &'static str, error: ExtractError },
+    Document {
+        field: &'static str,
+        error: ExtractError,
+    },
+    #[error("{field} is too short to write a letter from: it needs at least {min_letters} letters")]
+    TextTooShort {
+        field: &'static str,
+        min_letters: usize,
+    },
     #[error("the request body is larger than {limit_bytes} bytes")]
     BodyTooLarge { limit_bytes: usize },
     #[error("send application/json or multipart/form-data")]
     UnsupportedContentType,
     #[error("{message}")]
-    Unavailable { code: &'static str, message: String, retry_after_secs: u32 },
+    Unavailable {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u32,
+    },
     #[error("no letter within the deadline of {deadline_ms} ms")]
     DeadlineExceeded { deadline_ms: u64 },
     #[error("{message}")]
@@ -33,7 +45,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -47,6 +62,7 @@ impl ApiError {
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TextTooShort { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -66,6 +82,7 @@ impl ApiError {
             Self::BadRequest { code, .. } | Self::Unavailable { code, .. } => code,
             Self::Document { error, .. } => error.code(),
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::TextTooShort { .. } => "text_too_short",
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::DeadlineExceeded { .. } => "timeout",
             Self::Job { code, .. } => code.as_str(),
@@ -76,8 +93,13 @@ impl ApiError {
 
     fn retry_after_secs(&self) -> Option<u32> {
         match self {
-            Self::Unavailable { retry_after_secs, .. } => Some(*retry_after_secs),
-            Self::Job { code: FailureCode::SecretUnavailable, .. } => Some(5),
+            Self::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Job {
+                code: FailureCode::SecretUnavailable,
+                ..
+            } => Some(5),
             _ => None,
         }
     }
@@ -89,7 +111,9 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_secs() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -131,14 +155,26 @@ mod tests {
     #[tokio::test]
     async fn document_errors_map_to_their_statuses() {
         let cases = [
-            (ExtractError::TooLarge { limit_bytes: 10 }, StatusCode::PAYLOAD_TOO_LARGE),
-            (ExtractError::Unsupported { what: "an image (PNG)" }, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            (
+                ExtractError::TooLarge { limit_bytes: 10 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                ExtractError::Unsupported {
+                    what: "an image (PNG)",
+                },
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
             (ExtractError::NoText, StatusCode::UNPROCESSABLE_ENTITY),
             (ExtractError::Encrypted, StatusCode::UNPROCESSABLE_ENTITY),
         ];
         for (error, expected) in cases {
             let code = error.code();
-            let (status, _, body) = body_of(ApiError::Document { field: "resume", error }).await;
+            let (status, _, body) = body_of(ApiError::Document {
+                field: "resume",
+                error,
+            })
+            .await;
             assert_eq!(status, expected);
             assert_eq!(body["error"]["code"], code);
         }

@@ -51,7 +51,13 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         self.responses.render(&mut out);
         self.in_flight.render(&mut out);
-        for histogram in [&self.end_to_end, &self.queue_wait, &self.llm, &self.overhead, &self.extraction] {
+        for histogram in [
+            &self.end_to_end,
+            &self.queue_wait,
+            &self.llm,
+            &self.overhead,
+            &self.extraction,
+        ] {
             histogram.render(&mut out);
         }
         let waiting_gauge = Gauge::new(
@@ -60,7 +66,10 @@ impl Metrics {
         );
         waiting_gauge.set(i64::try_from(waiting).unwrap_or(i64::MAX));
         waiting_gauge.render(&mut out);
-        let ready_gauge = Gauge::new("letterbox_broker_ready", "1 while the broker connection is up.");
+        let ready_gauge = Gauge::new(
+            "letterbox_broker_ready",
+            "1 while the broker connection is up.",
+        );
         ready_gauge.set(i64::from(ready));
         ready_gauge.render(&mut out);
         out

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
 use letterbox::LetterOptions;
-use letterbox_extract::{DocumentKind, Limits};
+use letterbox_extract::{DocumentKind, ExtractError, Limits};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -37,8 +37,15 @@ struct JsonRequest {
 }
 
 /// The option fields a multipart form may send one by one instead of an `options` JSON field.
-const FLAT_OPTION_FIELDS: [&str; 7] =
-    ["tone", "length", "target_words", "language", "company", "hiring_manager", "role"];
+const FLAT_OPTION_FIELDS: [&str; 7] = [
+    "tone",
+    "length",
+    "target_words",
+    "language",
+    "company",
+    "hiring_manager",
+    "role",
+];
 
 pub async fn read(request: Request, limits: &DocumentLimits) -> Result<CheckedRequest, ApiError> {
     let content_type = request
@@ -57,22 +64,27 @@ pub async fn read(request: Request, limits: &DocumentLimits) -> Result<CheckedRe
 }
 
 async fn read_json(request: Request, limits: &DocumentLimits) -> Result<CheckedRequest, ApiError> {
-    let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::BodyTooLarge { limit_bytes: limits.max_body_bytes }
-        } else {
-            ApiError::bad_request("unreadable_body", "the request body could not be read")
-        }
-    })?;
+    let body = Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::BodyTooLarge {
+                    limit_bytes: limits.max_body_bytes,
+                }
+            } else {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })?;
     let parsed: JsonRequest = serde_json::from_slice(&body).map_err(json_error)?;
     let resume = required_text("resume_text", parsed.resume_text)?;
     let job_description = required_text("job_description", parsed.job_description)?;
     let options = parsed.options.unwrap_or_default();
     let resume = letterbox_extract::prepare_text(&resume, &limits.resume)
-        .map_err(|error| ApiError::Document { field: "resume_text", error })?;
+        .map_err(|error| pasted_text_error("resume_text", error, &limits.resume))?;
     let job_description =
-        letterbox_extract::prepare_text(&job_description, &limits.job_description)
-            .map_err(|error| ApiError::Document { field: "job_description", error })?;
+        letterbox_extract::prepare_text(&job_description, &limits.job_description).map_err(
+            |error| pasted_text_error("job_description", error, &limits.job_description),
+        )?;
     finish(resume, job_description, options)
 }
 
@@ -81,34 +93,55 @@ async fn read_multipart(
     limits: &DocumentLimits,
 ) -> Result<CheckedRequest, ApiError> {
     let mut multipart = Multipart::from_request(request, &()).await.map_err(|_| {
-        ApiError::bad_request("malformed_multipart", "the multipart body has no valid boundary")
+        ApiError::bad_request(
+            "malformed_multipart",
+            "the multipart body has no valid boundary",
+        )
     })?;
     let mut resume: Option<Upload> = None;
     let mut job_description: Option<Upload> = None;
     let mut options_json: Option<Upload> = None;
     let mut flat = serde_json::Map::new();
-    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e, limits))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(&e, limits))?
+    {
         let name = field.name().unwrap_or_default().to_owned();
         let slot = match name.as_str() {
             "resume" | "resume_text" => &mut resume,
             "job_description" => &mut job_description,
             "options" => &mut options_json,
             flat_name if FLAT_OPTION_FIELDS.contains(&flat_name) => {
-                let bytes = field.bytes().await.map_err(|e| multipart_error(&e, limits))?;
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| multipart_error(&e, limits))?;
                 let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
                     ApiError::bad_request("invalid_option", format!("{name} must be UTF-8 text"))
                 })?;
                 let value = if name == "target_words" {
-                    text.trim().parse::<u64>().map(serde_json::Value::from).map_err(|_| {
-                        ApiError::bad_request("invalid_option", "target_words must be a whole number")
-                    })?
+                    text.trim()
+                        .parse::<u64>()
+                        .map(serde_json::Value::from)
+                        .map_err(|_| {
+                            ApiError::bad_request(
+                                "invalid_option",
+                                "target_words must be a whole number",
+                            )
+                        })?
                 } else {
                     serde_json::Value::from(text)
                 };
                 flat.insert(name, value);
                 continue;
             }
-            "" => return Err(ApiError::bad_request("malformed_multipart", "a form field has no name")),
+            "" => {
+                return Err(ApiError::bad_request(
+                    "malformed_multipart",
+                    "a form field has no name",
+                ));
+            }
             _ => {
                 return Err(ApiError::bad_request(
                     "unknown_field",
@@ -121,14 +154,20 @@ async fn read_multipart(
             }
         };
         if slot.is_some() {
-            return Err(ApiError::bad_request("duplicate_field", format!("{name} was sent twice")));
+            return Err(ApiError::bad_request(
+                "duplicate_field",
+                format!("{name} was sent twice"),
+            ));
         }
         // What the client says the file is; the content still decides how it is read.
         let declared = field
             .file_name()
             .and_then(DocumentKind::from_file_name)
             .or_else(|| field.content_type().and_then(DocumentKind::from_media_type));
-        let bytes = field.bytes().await.map_err(|e| multipart_error(&e, limits))?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| multipart_error(&e, limits))?;
         *slot = Some(Upload { bytes, declared });
     }
 
@@ -141,12 +180,20 @@ async fn read_multipart(
                 "send options either as one JSON field or as separate fields, not both",
             ));
         }
-        (Some(json), true) => serde_json::from_slice::<LetterOptions>(&json.bytes).map_err(|e| {
-            ApiError::bad_request("invalid_options", format!("options: {}", describe_json_error(&e)))
-        })?,
+        (Some(json), true) => {
+            serde_json::from_slice::<LetterOptions>(&json.bytes).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_options",
+                    format!("options: {}", describe_json_error(&e)),
+                )
+            })?
+        }
         (None, _) => serde_json::from_value::<LetterOptions>(serde_json::Value::Object(flat))
             .map_err(|e| {
-                ApiError::bad_request("invalid_options", format!("options: {}", describe_json_error(&e)))
+                ApiError::bad_request(
+                    "invalid_options",
+                    format!("options: {}", describe_json_error(&e)),
+                )
             })?,
     };
 
@@ -155,18 +202,35 @@ async fn read_multipart(
         letterbox_extract::extract_isolated_declared(
             resume.bytes.to_vec(),
             resume.declared,
-            limits.resume.clone()
+            limits.resume
         ),
         letterbox_extract::extract_isolated_declared(
             job_description.bytes.to_vec(),
             job_description.declared,
-            limits.job_description.clone(),
+            limits.job_description,
         ),
     );
-    let resume = resume.map_err(|error| ApiError::Document { field: "resume", error })?;
-    let job_description =
-        job_description.map_err(|error| ApiError::Document { field: "job_description", error })?;
+    let resume = resume.map_err(|error| ApiError::Document {
+        field: "resume",
+        error,
+    })?;
+    let job_description = job_description.map_err(|error| ApiError::Document {
+        field: "job_description",
+        error,
+    })?;
     finish(resume.text, job_description.text, options)
+}
+
+/// Extraction's words for a scanned document ("no text could be extracted") would mislead
+/// about pasted text: say what is wrong with the text itself.
+fn pasted_text_error(field: &'static str, error: ExtractError, limits: &Limits) -> ApiError {
+    match error {
+        ExtractError::NoText => ApiError::TextTooShort {
+            field,
+            min_letters: limits.min_letters,
+        },
+        error => ApiError::Document { field, error },
+    }
 }
 
 fn finish(
@@ -174,16 +238,26 @@ fn finish(
     job_description: String,
     mut options: LetterOptions,
 ) -> Result<CheckedRequest, ApiError> {
-    options.validate().map_err(|message| ApiError::bad_request("invalid_options", message))?;
-    Ok(CheckedRequest { resume, job_description, options })
+    options
+        .validate()
+        .map_err(|message| ApiError::bad_request("invalid_options", message))?;
+    Ok(CheckedRequest {
+        resume,
+        job_description,
+        options,
+    })
 }
 
 fn required_text(field: &'static str, value: Option<String>) -> Result<String, ApiError> {
     match value {
-        None => Err(ApiError::bad_request("missing_field", format!("{field} is required"))),
-        Some(text) if text.trim().is_empty() => {
-            Err(ApiError::bad_request("empty_field", format!("{field} is empty")))
-        }
+        None => Err(ApiError::bad_request(
+            "missing_field",
+            format!("{field} is required"),
+        )),
+        Some(text) if text.trim().is_empty() => Err(ApiError::bad_request(
+            "empty_field",
+            format!("{field} is empty"),
+        )),
         Some(text) => Ok(text),
     }
 }
@@ -196,19 +270,30 @@ struct Upload {
 
 fn required_bytes(field: &'static str, value: Option<Upload>) -> Result<Upload, ApiError> {
     match value {
-        None => Err(ApiError::bad_request("missing_field", format!("{field} is required"))),
-        Some(upload) if upload.bytes.iter().all(u8::is_ascii_whitespace) => {
-            Err(ApiError::bad_request("empty_field", format!("{field} is empty")))
-        }
+        None => Err(ApiError::bad_request(
+            "missing_field",
+            format!("{field} is required"),
+        )),
+        Some(upload) if upload.bytes.iter().all(u8::is_ascii_whitespace) => Err(
+            ApiError::bad_request("empty_field", format!("{field} is empty")),
+        ),
         Some(upload) => Ok(upload),
     }
 }
 
-fn multipart_error(error: &axum::extract::multipart::MultipartError, limits: &DocumentLimits) -> ApiError {
+fn multipart_error(
+    error: &axum::extract::multipart::MultipartError,
+    limits: &DocumentLimits,
+) -> ApiError {
     if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::BodyTooLarge { limit_bytes: limits.max_body_bytes }
+        ApiError::BodyTooLarge {
+            limit_bytes: limits.max_body_bytes,
+        }
     } else {
-        ApiError::bad_request("malformed_multipart", "the multipart body could not be read")
+        ApiError::bad_request(
+            "malformed_multipart",
+            "the multipart body could not be read",
+        )
     }
 }
 
@@ -257,7 +342,10 @@ pub fn limits_from(settings: &crate::ProducerSettings) -> DocumentLimits {
         resume,
         job_description,
         // Room for both documents and the form's own framing.
-        max_body_bytes: settings.max_upload_bytes.saturating_mul(2).saturating_add(64 * 1024),
+        max_body_bytes: settings
+            .max_upload_bytes
+            .saturating_mul(2)
+            .saturating_add(64 * 1024),
     }
 }
 
@@ -274,12 +362,17 @@ mod tests {
         .unwrap();
         let message = describe_json_error(&error);
         assert!(!message.contains("Jane"), "{message}");
-        assert!(message.starts_with("a field has the wrong type or value: expected u16"), "{message}");
+        assert!(
+            message.starts_with("a field has the wrong type or value: expected u16"),
+            "{message}"
+        );
     }
 
     #[test]
     fn unknown_fields_are_named() {
-        let error = serde_json::from_str::<JsonRequest>(r#"{"resume": "x"}"#).err().unwrap();
+        let error = serde_json::from_str::<JsonRequest>(r#"{"resume": "x"}"#)
+            .err()
+            .unwrap();
         assert!(
             describe_json_error(&error).starts_with("unknown field `resume`, expected one of"),
             "{}",
@@ -291,11 +384,17 @@ mod tests {
     fn blank_documents_are_refused_as_empty() {
         assert!(matches!(
             required_text("resume_text", Some(" \n\t".into())),
-            Err(ApiError::BadRequest { code: "empty_field", .. })
+            Err(ApiError::BadRequest {
+                code: "empty_field",
+                ..
+            })
         ));
         assert!(matches!(
             required_text("resume_text", None),
-            Err(ApiError::BadRequest { code: "missing_field", .. })
+            Err(ApiError::BadRequest {
+                code: "missing_field",
+                ..
+            })
         ));
     }
 }

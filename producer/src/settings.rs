@@ -96,17 +96,35 @@ mod tests {
         assert_eq!(default_of("http_addr"), defaults.http_addr.to_string());
         assert_eq!(default_of("amqp_url"), defaults.amqp_url.expose_secret());
         assert_eq!(default_of("jobs_queue"), defaults.jobs_queue);
-        assert_eq!(default_of("queue_max_length"), defaults.queue_max_length.to_string());
-        assert_eq!(default_of("max_deliveries"), defaults.max_deliveries.to_string());
-        assert_eq!(default_of("job_timeout_ms"), defaults.job_timeout_ms.to_string());
-        assert_eq!(default_of("max_upload_bytes"), defaults.max_upload_bytes.to_string());
-        assert_eq!(default_of("max_resume_chars"), defaults.max_resume_chars.to_string());
+        assert_eq!(
+            default_of("queue_max_length"),
+            defaults.queue_max_length.to_string()
+        );
+        assert_eq!(
+            default_of("max_deliveries"),
+            defaults.max_deliveries.to_string()
+        );
+        assert_eq!(
+            default_of("job_timeout_ms"),
+            defaults.job_timeout_ms.to_string()
+        );
+        assert_eq!(
+            default_of("max_upload_bytes"),
+            defaults.max_upload_bytes.to_string()
+        );
+        assert_eq!(
+            default_of("max_resume_chars"),
+            defaults.max_resume_chars.to_string()
+        );
         assert_eq!(
             default_of("max_job_description_chars"),
             defaults.max_job_description_chars.to_string()
         );
         assert_eq!(default_of("max_waiting"), defaults.max_waiting.to_string());
-        assert_eq!(default_of("shutdown_grace_ms"), defaults.shutdown_grace_ms.to_string());
+        assert_eq!(
+            default_of("shutdown_grace_ms"),
+            defaults.shutdown_grace_ms.to_string()
+        );
     }
 
     #[test]
@@ -115,7 +133,11 @@ mod tests {
             if arg.get_id() == "help" || arg.get_id() == "version" {
                 continue;
             }
-            assert!(arg.get_env().is_some(), "{} has no environment variable", arg.get_id());
+            assert!(
+                arg.get_env().is_some(),
+                "{} has no environment variable",
+                arg.get_id()
+            );
         }
     }
 }

@@ -13,8 +13,11 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Connection, BrokerError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    tokio::time::timeout(timeout, Connection::connect(url.expose_secret(), properties))
-        .await
-        .map_err(|_| BrokerError::Timeout(timeout))?
-        .map_err(BrokerError::from)
+    tokio::time::timeout(
+        timeout,
+        Connection::connect(url.expose_secret(), properties),
+    )
+    .await
+    .map_err(|_| BrokerError::Timeout(timeout))?
+    .map_err(BrokerError::from)
 }

@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::Acker;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use letterbox::codec::{self, CONTENT_TYPE, CodecError};
@@ -27,7 +29,9 @@ impl JobStream {
     ) -> Result<Self, BrokerError> {
         let channel = connection.create_channel().await?;
         topology.declare(&channel).await?;
-        channel.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await?;
         let consumer = channel
             .basic_consume(
                 topology.jobs_queue.as_str().into(),
@@ -53,7 +57,10 @@ impl JobStream {
         Some(Ok(JobDelivery {
             job: codec::decode_job(&delivery.data),
             reply_to: properties.reply_to().as_ref().map(ToString::to_string),
-            correlation_id: properties.correlation_id().as_ref().map(ToString::to_string),
+            correlation_id: properties
+                .correlation_id()
+                .as_ref()
+                .map(ToString::to_string),
             redelivered: delivery.redelivered,
             previous_deliveries: delivery_count.unwrap_or(0),
             acker: delivery.acker,
@@ -112,13 +119,17 @@ impl JobDelivery {
 
     /// Hands the job back to the queue for any worker to take again.
     pub async fn requeue(&self) -> Result<(), BrokerError> {
-        self.acker.reject(BasicRejectOptions { requeue: true }).await?;
+        self.acker
+            .reject(BasicRejectOptions { requeue: true })
+            .await?;
         Ok(())
     }
 
     /// Sends the job to the dead-letter queue.
     pub async fn dead_letter(&self) -> Result<(), BrokerError> {
-        self.acker.reject(BasicRejectOptions { requeue: false }).await?;
+        self.acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await?;
         Ok(())
     }
 }
@@ -131,7 +142,9 @@ pub struct Replier {
 
 impl Replier {
     pub async fn open(connection: &Connection, timeout: Duration) -> Result<Self, BrokerError> {
-        Ok(Self { publisher: Publisher::open(connection, timeout).await? })
+        Ok(Self {
+            publisher: Publisher::open(connection, timeout).await?,
+        })
     }
 
     pub fn is_open(&self) -> bool {
@@ -154,6 +167,8 @@ impl Replier {
         let properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
             .with_correlation_id(correlation_id.into());
-        self.publisher.publish("", reply_to, &body, properties, false).await
+        self.publisher
+            .publish("", reply_to, &body, properties, false)
+            .await
     }
 }

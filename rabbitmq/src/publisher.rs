@@ -21,7 +21,9 @@ pub struct Publisher {
 impl Publisher {
     pub async fn open(connection: &Connection, timeout: Duration) -> Result<Self, BrokerError> {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(Self { channel, timeout })
     }
 
@@ -56,7 +58,10 @@ impl Publisher {
             self.channel.basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions { mandatory, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory,
+                    ..Default::default()
+                },
                 payload,
                 properties,
             ),

@@ -8,9 +8,9 @@ use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use letterbox::codec::{self, CONTENT_TYPE};
+use letterbox::shutdown::CancellationToken;
 use letterbox::{Job, Reply};
 use tokio::sync::oneshot;
-use letterbox::shutdown::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
@@ -51,7 +51,11 @@ impl ReplyRouter {
         let queue = channel
             .queue_declare(
                 "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await?;
@@ -59,7 +63,11 @@ impl ReplyRouter {
             .basic_consume(
                 queue.name().clone(),
                 "".into(),
-                BasicConsumeOptions { no_ack: true, exclusive: true, ..Default::default() },
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await?;
@@ -122,7 +130,11 @@ impl ReplyRouter {
             return Err(ReplyLost::ChannelClosed);
         }
         pending.insert(job_id, tx);
-        Ok(PendingReply { rx, router: Arc::clone(self), job_id })
+        Ok(PendingReply {
+            rx,
+            router: Arc::clone(self),
+            job_id,
+        })
     }
 
     fn route(&self, correlation: Option<Uuid>, body: &[u8]) {
@@ -153,7 +165,9 @@ impl ReplyRouter {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Waiter>> {
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -167,7 +181,9 @@ pub struct PendingReply {
 
 impl PendingReply {
     pub async fn wait(mut self) -> Result<Reply, ReplyLost> {
-        (&mut self.rx).await.unwrap_or(Err(ReplyLost::ChannelClosed))
+        (&mut self.rx)
+            .await
+            .unwrap_or(Err(ReplyLost::ChannelClosed))
     }
 }
 
@@ -198,15 +214,25 @@ impl JobSubmitter {
         let publisher = Publisher::open(publish, timeout).await?;
         topology.declare(publisher.channel()).await?;
         let router = ReplyRouter::start(consume, tracker, shutdown).await?;
-        Ok(Self { publisher, router, topology })
+        Ok(Self {
+            publisher,
+            router,
+            topology,
+        })
     }
 
     /// Publishes `job` (confirmed, mandatory, expiring at its deadline) and returns the reply to
     /// wait for.
     pub async fn submit(&self, job: &Job) -> Result<PendingReply, BrokerError> {
-        let pending = self.router.expect(job.id).map_err(|_| BrokerError::ReplyQueueClosed)?;
+        let pending = self
+            .router
+            .expect(job.id)
+            .map_err(|_| BrokerError::ReplyQueueClosed)?;
         let body = codec::encode_job(job)?;
-        let ttl_ms = job.deadline_ms.saturating_sub(letterbox::time::now_ms()).max(1);
+        let ttl_ms = job
+            .deadline_ms
+            .saturating_sub(letterbox::time::now_ms())
+            .max(1);
         let id = job.id.to_string();
         let properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())

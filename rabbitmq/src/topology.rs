@@ -1,4 +1,6 @@
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
@@ -40,24 +42,36 @@ impl Topology {
 
     /// Declares everything; succeeds when it all exists already with the same arguments.
     pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
-        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
             .exchange_declare(
                 self.dead_letter_exchange().into(),
                 ExchangeKind::Direct,
-                ExchangeDeclareOptions { durable: true, ..Default::default() },
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await?;
 
         let mut dead_args = FieldTable::default();
         dead_args.insert("x-queue-type".into(), long_string("quorum"));
-        dead_args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(self.dead_letter_ttl_ms.into()));
+        dead_args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(self.dead_letter_ttl_ms.into()),
+        );
         let dead = self.dead_letter_queue();
         channel
             .queue_declare(dead.as_str().into(), durable, dead_args)
             .await
-            .map_err(|source| BrokerError::TopologyMismatch { queue: dead.clone(), source })?;
+            .map_err(|source| BrokerError::TopologyMismatch {
+                queue: dead.clone(),
+                source,
+            })?;
         channel
             .queue_bind(
                 dead.as_str().into(),
@@ -70,12 +84,27 @@ impl Topology {
 
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), long_string("quorum"));
-        args.insert("x-dead-letter-exchange".into(), long_string(&self.dead_letter_exchange()));
-        args.insert("x-dead-letter-routing-key".into(), long_string(&self.jobs_queue));
-        args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            long_string(&self.dead_letter_exchange()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            long_string(&self.jobs_queue),
+        );
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            long_string("at-least-once"),
+        );
         args.insert("x-overflow".into(), long_string("reject-publish"));
-        args.insert("x-max-length".into(), AMQPValue::LongLongInt(self.max_length.into()));
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(self.delivery_limit.into()));
+        args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(self.max_length.into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(self.delivery_limit.into()),
+        );
         channel
             .queue_declare(self.jobs_queue.as_str().into(), durable, args)
             .await
@@ -89,7 +118,9 @@ impl Topology {
     /// Removes the queues and the exchange (tests clean up with this).
     pub async fn delete(&self, channel: &Channel) -> Result<(), BrokerError> {
         for queue in [self.jobs_queue.clone(), self.dead_letter_queue()] {
-            channel.queue_delete(ShortString::from(queue), QueueDeleteOptions::default()).await?;
+            channel
+                .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())
+                .await?;
         }
         channel
             .exchange_delete(self.dead_letter_exchange().into(), Default::default())

@@ -26,14 +26,23 @@ async fn a_json_request_returns_the_letter_the_llm_wrote_from_both_documents() {
     let sent = &requests[0];
     assert!(sent.authorized);
     assert_eq!(sent.model, "letterbox-stub-1");
-    assert!(sent.user.contains("Ada Quinlan\nSenior Backend Engineer in Zürich"));
+    assert!(
+        sent.user
+            .contains("Ada Quinlan\nSenior Backend Engineer in Zürich")
+    );
     assert!(sent.user.contains("Senior Backend Engineer"));
     assert!(sent.user.contains("Tone: confident\n"));
-    assert!(sent.user.contains("Company: Northwind Labs\nHiring manager: Sam Rivera"));
+    assert!(
+        sent.user
+            .contains("Company: Northwind Labs\nHiring manager: Sam Rivera")
+    );
     assert_eq!(sent.max_tokens, Some(250 * 4 + 256));
 
     let body = &answer.body;
-    assert_eq!(body["cover_letter"], letter::compose(&sent.system, &sent.user));
+    assert_eq!(
+        body["cover_letter"],
+        letter::compose(&sent.system, &sent.user)
+    );
     let text = body["cover_letter"].as_str().unwrap();
     assert!(text.starts_with("Dear Sam Rivera,"), "{text}");
     assert!(text.contains("Northwind Labs"), "{text}");
@@ -46,13 +55,28 @@ async fn a_json_request_returns_the_letter_the_llm_wrote_from_both_documents() {
 
     let (status, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
     assert_eq!(status, 200);
-    assert_eq!(metric(&metrics, "letterbox_end_to_end_seconds_count"), Some(1.0));
-    assert_eq!(metric(&metrics, "letterbox_overhead_seconds_count"), Some(1.0));
-    assert_eq!(metric(&metrics, "letterbox_http_responses_total{code=\"200\"}"), Some(1.0));
+    assert_eq!(
+        metric(&metrics, "letterbox_end_to_end_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "letterbox_overhead_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "letterbox_http_responses_total{code=\"200\"}"),
+        Some(1.0)
+    );
     let worker = format!("http://{}/metrics", app.consumer_metrics[0]);
     let (_, worker_metrics) = app.get_text(&worker).await;
-    assert_eq!(metric(&worker_metrics, "letterbox_jobs_total{outcome=\"letter\"}"), Some(1.0));
-    assert_eq!(metric(&worker_metrics, "letterbox_llm_seconds_count"), Some(1.0));
+    assert_eq!(
+        metric(&worker_metrics, "letterbox_jobs_total{outcome=\"letter\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&worker_metrics, "letterbox_llm_seconds_count"),
+        Some(1.0)
+    );
     assert!(!metrics.contains("Ada") && !worker_metrics.contains("Ada"));
     app.stop().await;
 }
@@ -61,9 +85,21 @@ async fn a_json_request_returns_the_letter_the_llm_wrote_from_both_documents() {
 async fn malformed_requests_get_a_400_with_a_code_and_no_llm_call() {
     let app = spawn_app().await;
     let cases = [
-        (json!({"job_description": "Rust engineer wanted for backend work"}), "missing_field", "resume_text is required"),
-        (json!({"resume_text": RESUME}), "missing_field", "job_description is required"),
-        (json!({"resume_text": "   ", "job_description": "x"}), "empty_field", "resume_text is empty"),
+        (
+            json!({"job_description": "Rust engineer wanted for backend work"}),
+            "missing_field",
+            "resume_text is required",
+        ),
+        (
+            json!({"resume_text": RESUME}),
+            "missing_field",
+            "job_description is required",
+        ),
+        (
+            json!({"resume_text": "   ", "job_description": "x"}),
+            "empty_field",
+            "resume_text is empty",
+        ),
         (
             json!({"resume_text": RESUME, "job_description": job_description(), "options": {"tone": "sarcastic"}}),
             "invalid_json",
@@ -79,7 +115,11 @@ async fn malformed_requests_get_a_400_with_a_code_and_no_llm_call() {
             "invalid_options",
             "options.language must be a BCP 47 language tag such as \"en\" or \"de-CH\"",
         ),
-        (json!({"resume": RESUME, "job_description": "x"}), "invalid_json", ""),
+        (
+            json!({"resume": RESUME, "job_description": "x"}),
+            "invalid_json",
+            "",
+        ),
     ];
     for (body, code, message) in cases {
         let answer = app.post_json(&body).await;
@@ -89,7 +129,18 @@ async fn malformed_requests_get_a_400_with_a_code_and_no_llm_call() {
             assert_eq!(answer.body["error"]["message"], message, "{body}");
         }
     }
-    let broken = app.post_raw("application/json", b"{\"resume_text\": ".to_vec()).await;
+    let short = app
+        .post_json(&json!({"resume_text": "Ada, Rust", "job_description": job_description()}))
+        .await;
+    assert_eq!(short.status, 422, "{}", short.body);
+    assert_eq!(
+        short.body,
+        json!({"error": {"code": "text_too_short", "message": "resume_text is too short to write a letter from: it needs at least 40 letters"}})
+    );
+
+    let broken = app
+        .post_raw("application/json", b"{\"resume_text\": ".to_vec())
+        .await;
     assert_eq!(broken.status, 400);
     assert_eq!(broken.body["error"]["code"], "invalid_json");
 
@@ -105,14 +156,22 @@ async fn malformed_requests_get_a_400_with_a_code_and_no_llm_call() {
 
 #[tokio::test]
 async fn oversized_bodies_and_texts_are_refused_with_413() {
-    let app = spawn_app_with(Options { max_upload_bytes: 64 * 1024, ..Options::default() }).await;
+    let app = spawn_app_with(Options {
+        max_upload_bytes: 64 * 1024,
+        ..Options::default()
+    })
+    .await;
     let huge = "word ".repeat(40_000);
-    let answer = app.post_json(&json!({"resume_text": huge, "job_description": job_description()})).await;
+    let answer = app
+        .post_json(&json!({"resume_text": huge, "job_description": job_description()}))
+        .await;
     assert_eq!(answer.status, 413, "{}", answer.body);
     assert_eq!(answer.body["error"]["code"], "body_too_large");
 
     let long_resume = "Experienced engineer. ".repeat(2_500); // 55,000 characters > 50,000
-    let answer = app.post_json(&json!({"resume_text": long_resume, "job_description": job_description()})).await;
+    let answer = app
+        .post_json(&json!({"resume_text": long_resume, "job_description": job_description()}))
+        .await;
     assert_eq!(answer.status, 413, "{}", answer.body);
     assert_eq!(answer.body["error"]["code"], "text_too_long");
     assert_eq!(app.stub.request_count(), 0);
@@ -122,11 +181,16 @@ async fn oversized_bodies_and_texts_are_refused_with_413() {
 #[tokio::test]
 async fn an_llm_failure_becomes_a_502_with_a_clear_message() {
     let app = spawn_app_with(Options {
-        failure: Some(Failure::Status { status: 500, every: 1 }),
+        failure: Some(Failure::Status {
+            status: 500,
+            every: 1,
+        }),
         ..Options::default()
     })
     .await;
-    let answer = app.post_json(&json!({"resume_text": RESUME, "job_description": job_description()})).await;
+    let answer = app
+        .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
+        .await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(
         answer.body,
@@ -137,8 +201,14 @@ async fn an_llm_failure_becomes_a_502_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_job_that_expires_in_the_queue_is_never_sent_to_the_llm() {
-    let app = spawn_app_with(Options { job_timeout_ms: 1, ..Options::default() }).await;
-    let answer = app.post_json(&json!({"resume_text": RESUME, "job_description": job_description()})).await;
+    let app = spawn_app_with(Options {
+        job_timeout_ms: 1,
+        ..Options::default()
+    })
+    .await;
+    let answer = app
+        .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
+        .await;
     assert_eq!(answer.status, 504, "{}", answer.body);
     let code = answer.body["error"]["code"].as_str().unwrap();
     assert!(code == "expired" || code == "timeout", "{code}");
@@ -149,8 +219,14 @@ async fn a_job_that_expires_in_the_queue_is_never_sent_to_the_llm() {
 #[tokio::test]
 async fn health_and_readiness_answer_without_credentials() {
     let app = spawn_app().await;
-    assert_eq!(app.get_text(&format!("{}/healthz", app.base)).await, (200, r#"{"status":"ok"}"#.to_owned()));
-    assert_eq!(app.get_text(&format!("{}/readyz", app.base)).await, (200, r#"{"status":"ready"}"#.to_owned()));
+    assert_eq!(
+        app.get_text(&format!("{}/healthz", app.base)).await,
+        (200, r#"{"status":"ok"}"#.to_owned())
+    );
+    assert_eq!(
+        app.get_text(&format!("{}/readyz", app.base)).await,
+        (200, r#"{"status":"ready"}"#.to_owned())
+    );
     let worker = format!("http://{}/healthz", app.consumer_metrics[0]);
     assert_eq!(app.get_text(&worker).await.0, 200);
     app.stop().await;
@@ -176,14 +252,18 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
             (app.post_json(body).await, started.elapsed())
         }
     };
-    let ((first, _), (second, _), (third, third_took)) = tokio::join!(delayed(0), delayed(300), delayed(600));
+    let ((first, _), (second, _), (third, third_took)) =
+        tokio::join!(delayed(0), delayed(300), delayed(600));
     assert_eq!(third.status, 503, "{}", third.body);
     assert_eq!(third.retry_after.as_deref(), Some("5"));
     assert_eq!(
         third.body,
         json!({"error": {"code": "queue_full", "message": "the job queue is full; retry shortly"}})
     );
-    assert!(third_took < std::time::Duration::from_secs(2), "the refusal waited {third_took:?}");
+    assert!(
+        third_took < std::time::Duration::from_secs(2),
+        "the refusal waited {third_took:?}"
+    );
     for waited in [first, second] {
         assert_eq!(waited.status, 504, "{}", waited.body);
         assert_eq!(waited.body["error"]["code"], "timeout");
@@ -193,7 +273,11 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
 
 #[tokio::test]
 async fn a_request_in_flight_at_shutdown_still_gets_its_letter() {
-    let app = spawn_app_with(Options { latency: std::time::Duration::from_millis(800), ..Options::default() }).await;
+    let app = spawn_app_with(Options {
+        latency: std::time::Duration::from_millis(800),
+        ..Options::default()
+    })
+    .await;
     let body = json!({"resume_text": RESUME, "job_description": job_description()});
     let stop = async {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -31,8 +31,14 @@ pub fn vault() -> (String, String) {
 
 fn vault_client() -> VaultClient {
     let (addr, token) = vault();
-    VaultClient::new(VaultClientSettingsBuilder::default().address(addr).token(token).build().unwrap())
-        .unwrap()
+    VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(addr)
+            .token(token)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// Writes `{api_key: key}` at `secret/<path>`.
@@ -51,7 +57,9 @@ pub async fn delete_secret(path: &str) {
 pub fn corpus(name: &str) -> Vec<u8> {
     let dir = std::env::var("LETTERBOX_CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")));
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
+        });
     let path = dir.join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
@@ -63,7 +71,11 @@ pub fn example(name: &str) -> Vec<u8> {
 
 /// A free loopback port (bound and released; the race is acceptable for tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Options {
@@ -123,14 +135,18 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut stub_config = StubConfig::new(options.stub_key.clone());
     stub_config.latency = Latency::Fixed(options.latency);
     stub_config.failure = options.failure;
-    let stub = stub::spawn(stub_config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let stub = stub::spawn(stub_config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
 
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let mut consumer_metrics = Vec::new();
     for _ in 0..options.consumers {
         let settings = consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
-        let app = ConsumerApp::build(settings, shutdown.child_token()).await.unwrap();
+        let app = ConsumerApp::build(settings, shutdown.child_token())
+            .await
+            .unwrap();
         consumer_metrics.push(app.metrics_addr().unwrap());
         tasks.push(tokio::spawn(app.run_until_stopped()));
     }
@@ -143,14 +159,30 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.max_upload_bytes = options.max_upload_bytes;
     settings.queue_max_length = options.queue_max_length;
     settings.shutdown_grace_ms = 2_000;
-    let app = Application::build(settings, shutdown.child_token()).await.unwrap();
+    let app = Application::build(settings, shutdown.child_token())
+        .await
+        .unwrap();
     let base = format!("http://{}", app.local_addr().unwrap());
     tasks.push(tokio::spawn(app.run_until_stopped()));
 
-    TestApp { base, http: reqwest::Client::new(), stub, queue, key_path, consumer_metrics, shutdown, tasks }
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        stub,
+        queue,
+        key_path,
+        consumer_metrics,
+        shutdown,
+        tasks,
+    }
 }
 
-pub fn consumer_settings(queue: &str, key_path: &str, llm_base_url: &str, concurrency: u16) -> ConsumerSettings {
+pub fn consumer_settings(
+    queue: &str,
+    key_path: &str,
+    llm_base_url: &str,
+    concurrency: u16,
+) -> ConsumerSettings {
     let (vault_addr, vault_token) = vault();
     let mut settings = ConsumerSettings::defaults();
     settings.metrics_addr = "127.0.0.1:0".parse().unwrap();
@@ -237,7 +269,10 @@ impl Drop for TestApp {
         let queue = self.queue.clone();
         let key_path = self.key_path.clone();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 delete_topology(&queue).await;
                 delete_secret(&key_path).await;
@@ -249,7 +284,9 @@ impl Drop for TestApp {
 
 pub async fn delete_topology(queue: &str) {
     let url = SecretString::from(amqp_url());
-    if let Ok(connection) = letterbox_rabbitmq::connect(&url, "letterbox-tests cleanup", Duration::from_secs(5)).await {
+    if let Ok(connection) =
+        letterbox_rabbitmq::connect(&url, "letterbox-tests cleanup", Duration::from_secs(5)).await
+    {
         if let Ok(channel) = connection.create_channel().await {
             let _ = Topology::new(queue).delete(&channel).await;
             let _ = channel.close(200, "done".into()).await;
@@ -260,17 +297,31 @@ pub async fn delete_topology(queue: &str) {
 
 async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
-    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     let bytes = response.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {}", String::from_utf8_lossy(&bytes)));
-    Answer { status, retry_after, body }
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "status {status}: body is not JSON: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    Answer {
+        status,
+        retry_after,
+        body,
+    }
 }
 
 /// The value of an unlabelled or labelled sample in a Prometheus text exposition.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|value| value.trim().parse().ok())
 }
 

@@ -18,7 +18,10 @@ async fn the_llm_receives_the_key_stored_in_vault() {
 
 #[tokio::test]
 async fn a_key_the_provider_rejects_is_a_502_and_never_echoed() {
-    let options = Options { vault_key: "not-the-providers-key".into(), ..Options::default() };
+    let options = Options {
+        vault_key: "not-the-providers-key".into(),
+        ..Options::default()
+    };
     let app = spawn_app_with(options).await;
     let answer = app
         .post_json(&json!({"resume_text": "Ada Quinlan\nRust engineer, RabbitMQ, PostgreSQL, Kubernetes", "job_description": job_description()}))

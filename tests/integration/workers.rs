@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Options, amqp_url, free_port, job_description, metric, spawn_app_with, vault};
+use crate::helpers::{
+    Options, amqp_url, free_port, job_description, metric, spawn_app_with, vault,
+};
 
 /// The consumer binary next to this test binary (`script/test` builds it first).
 fn consumer_binary() -> std::path::PathBuf {
@@ -16,7 +18,11 @@ fn consumer_binary() -> std::path::PathBuf {
         dir.pop();
     }
     let path = dir.join("letterbox-consumer");
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` (script/test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (script/test does)",
+        path.display()
+    );
     path
 }
 
@@ -32,7 +38,12 @@ impl Drop for Process {
 #[tokio::test]
 async fn two_consumer_processes_both_take_work() {
     // No in-process workers: only the two processes below can answer.
-    let app = spawn_app_with(Options { consumers: 0, latency: Duration::from_millis(300), ..Options::default() }).await;
+    let app = spawn_app_with(Options {
+        consumers: 0,
+        latency: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
     let (vault_addr, vault_token) = vault();
     let ports = [free_port(), free_port()];
     let _workers: Vec<Process> = ports
@@ -62,7 +73,13 @@ async fn two_consumer_processes_both_take_work() {
         let url = format!("http://127.0.0.1:{port}/healthz");
         let mut up = false;
         for _ in 0..100 {
-            if app.http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            if app
+                .http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 up = true;
                 break;
             }
@@ -79,10 +96,15 @@ async fn two_consumer_processes_both_take_work() {
 
     let mut per_worker = Vec::new();
     for port in ports {
-        let (_, text) = app.get_text(&format!("http://127.0.0.1:{port}/metrics")).await;
+        let (_, text) = app
+            .get_text(&format!("http://127.0.0.1:{port}/metrics"))
+            .await;
         per_worker.push(metric(&text, "letterbox_jobs_total{outcome=\"letter\"}").unwrap_or(0.0));
     }
     assert_eq!(per_worker.iter().sum::<f64>(), 8.0, "{per_worker:?}");
-    assert!(per_worker.iter().all(|n| *n >= 1.0), "a worker took no job: {per_worker:?}");
+    assert!(
+        per_worker.iter().all(|n| *n >= 1.0),
+        "a worker took no job: {per_worker:?}"
+    );
     app.stop().await;
 }

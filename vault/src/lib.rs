@@ -23,7 +23,11 @@ pub enum VaultAuth {
     /// A token given to the process (development and tests).
     Token(SecretString),
     /// AppRole: a role id and a secret id exchanged for a short-lived token at start-up.
-    AppRole { mount: String, role_id: String, secret_id: SecretString },
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: SecretString,
+    },
 }
 
 #[derive(Clone)]
@@ -48,14 +52,20 @@ pub struct KvPath {
 impl KvPath {
     pub fn parse(path: &str, field: &str) -> Result<Self, VaultError> {
         let trimmed = path.trim().trim_matches('/');
-        let invalid = || VaultError::InvalidPath { path: path.to_owned() };
+        let invalid = || VaultError::InvalidPath {
+            path: path.to_owned(),
+        };
         let (mount, rest) = trimmed.split_once('/').ok_or_else(invalid)?;
         // `secret/data/x` is the HTTP API's spelling of `secret/x`; accept both.
         let rest = rest.strip_prefix("data/").unwrap_or(rest);
         if mount.is_empty() || rest.is_empty() || field.trim().is_empty() {
             return Err(invalid());
         }
-        Ok(Self { mount: mount.to_owned(), path: rest.to_owned(), field: field.trim().to_owned() })
+        Ok(Self {
+            mount: mount.to_owned(),
+            path: rest.to_owned(),
+            field: field.trim().to_owned(),
+        })
     }
 }
 
@@ -106,7 +116,10 @@ impl VaultError {
             ClientError::APIError { code: 403, .. } => Self::Forbidden { path: shown },
             ClientError::APIError { code: 404, .. } => Self::NotFound { path: shown },
             ClientError::APIError { code: 503, .. } => Self::Sealed,
-            ClientError::APIError { code, errors } => Self::Api { code, message: errors.join("; ") },
+            ClientError::APIError { code, errors } => Self::Api {
+                code,
+                message: errors.join("; "),
+            },
             other => Self::Unreachable(other.to_string()),
         }
     }
@@ -132,8 +145,15 @@ impl SecretStore {
     /// Builds the client and, for AppRole, logs in. Fails clearly on a bad address or login.
     pub async fn connect(settings: VaultSettings) -> Result<Self, VaultError> {
         let client = build_client(&settings)?;
-        let cache = Cache::builder().max_capacity(64).time_to_live(settings.cache_ttl).build();
-        let store = Self { settings, client: RwLock::new(client), cache };
+        let cache = Cache::builder()
+            .max_capacity(64)
+            .time_to_live(settings.cache_ttl)
+            .build();
+        let store = Self {
+            settings,
+            client: RwLock::new(client),
+            cache,
+        };
         if matches!(store.settings.auth, VaultAuth::AppRole { .. }) {
             store.login().await?;
         }
@@ -156,7 +176,9 @@ impl SecretStore {
     async fn fetch(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
         match self.fetch_once(path).await {
             // An AppRole token may have lapsed: log in again once, then retry once.
-            Err(VaultError::Forbidden { .. }) if matches!(self.settings.auth, VaultAuth::AppRole { .. }) => {
+            Err(VaultError::Forbidden { .. })
+                if matches!(self.settings.auth, VaultAuth::AppRole { .. }) =>
+            {
                 self.login().await?;
                 self.fetch_once(path).await
             }
@@ -169,7 +191,9 @@ impl SecretStore {
             .mount(path.mount.as_str())
             .path(path.path.as_str())
             .build()
-            .map_err(|error| VaultError::InvalidPath { path: error.to_string() })?;
+            .map_err(|error| VaultError::InvalidPath {
+                path: error.to_string(),
+            })?;
         let response = {
             let client = self.client.read().await;
             vaultrs::api::exec_with_result(&*client, request)
@@ -194,27 +218,38 @@ impl SecretStore {
     }
 
     async fn login(&self) -> Result<(), VaultError> {
-        let VaultAuth::AppRole { mount, role_id, secret_id } = &self.settings.auth else {
+        let VaultAuth::AppRole {
+            mount,
+            role_id,
+            secret_id,
+        } = &self.settings.auth
+        else {
             return Ok(());
         };
         let mut client = self.client.write().await;
-        let auth = vaultrs::auth::approle::login(&*client, mount, role_id, secret_id.expose_secret())
-            .await
-            .map_err(|error| match error {
-                ClientError::APIError { code, .. } => {
-                    VaultError::Login(format!("Vault answered {code}; check VAULT_ROLE_ID and VAULT_SECRET_ID"))
-                }
-                other => VaultError::Unreachable(other.to_string()),
-            })?;
+        let auth =
+            vaultrs::auth::approle::login(&*client, mount, role_id, secret_id.expose_secret())
+                .await
+                .map_err(|error| match error {
+                    ClientError::APIError { code, .. } => VaultError::Login(format!(
+                        "Vault answered {code}; check VAULT_ROLE_ID and VAULT_SECRET_ID"
+                    )),
+                    other => VaultError::Unreachable(other.to_string()),
+                })?;
         client.set_token(&auth.client_token);
-        tracing::info!(lease_seconds = auth.lease_duration, "Logged in to Vault with AppRole");
+        tracing::info!(
+            lease_seconds = auth.lease_duration,
+            "Logged in to Vault with AppRole"
+        );
         Ok(())
     }
 }
 
 fn build_client(settings: &VaultSettings) -> Result<VaultClient, VaultError> {
     // vaultrs panics on an invalid address; check it first.
-    let invalid = || VaultError::InvalidAddress { addr: settings.addr.clone() };
+    let invalid = || VaultError::InvalidAddress {
+        addr: settings.addr.clone(),
+    };
     let url = url::Url::parse(&settings.addr).map_err(|_| invalid())?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid());
@@ -243,10 +278,22 @@ mod tests {
             path: "letterbox/llm".into(),
             field: "api_key".into(),
         };
-        assert_eq!(KvPath::parse("secret/letterbox/llm", "api_key").unwrap(), expected);
-        assert_eq!(KvPath::parse("/secret/data/letterbox/llm/", "api_key").unwrap(), expected);
-        assert!(matches!(KvPath::parse("secret", "api_key"), Err(VaultError::InvalidPath { .. })));
-        assert!(matches!(KvPath::parse("secret/x", " "), Err(VaultError::InvalidPath { .. })));
+        assert_eq!(
+            KvPath::parse("secret/letterbox/llm", "api_key").unwrap(),
+            expected
+        );
+        assert_eq!(
+            KvPath::parse("/secret/data/letterbox/llm/", "api_key").unwrap(),
+            expected
+        );
+        assert!(matches!(
+            KvPath::parse("secret", "api_key"),
+            Err(VaultError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            KvPath::parse("secret/x", " "),
+            Err(VaultError::InvalidPath { .. })
+        ));
     }
 
     #[test]
@@ -257,7 +304,10 @@ mod tests {
             timeout: Duration::from_secs(1),
             cache_ttl: Duration::from_secs(1),
         };
-        assert!(matches!(build_client(&settings), Err(VaultError::InvalidAddress { .. })));
+        assert!(matches!(
+            build_client(&settings),
+            Err(VaultError::InvalidAddress { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,226 @@
+//! Text clean-up shared by every source: PDF and DOCX output, decoded text files and text that
+//! clients paste directly. What comes out is what the prompt receives, so anything invisible to a
+//! human reader (icon-font glyphs, zero-width characters, control codes) is removed here.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Cleans text for a prompt: Unicode NFC, ligatures spelled out, invisible and private-use
+/// characters removed, Unicode spaces made plain, line endings unified, letter-spaced lines
+/// ("S E N I O R   E N G I N E E R") rejoined, runs of spaces collapsed, at most one blank line in
+/// a row, no leading or trailing blank space.
+pub fn normalize(text: &str) -> String {
+    let cleaned = clean_chars(text);
+    let composed: String = cleaned.nfc().collect();
+
+    let mut out = String::with_capacity(composed.len());
+    let mut blank_run = 0usize;
+    for line in composed.split('\n') {
+        let line = collapse_spaces(&repair_letter_spacing(line));
+        if line.is_empty() {
+            blank_run += 1;
+            // A single blank line separates paragraphs and pages; more says nothing more.
+            if blank_run == 1 && !out.is_empty() {
+                out.push('\n');
+            }
+            continue;
+        }
+        blank_run = 0;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.trim().to_owned()
+}
+
+/// Per-character pass: everything that does not depend on neighbouring characters except CRLF.
+fn clean_chars(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push('\n');
+            }
+            '\n' | '\t' => out.push(c),
+            // Form feeds (PDF page breaks), vertical tabs and Unicode line separators break
+            // lines; dropping them like other controls would glue two words together.
+            '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => out.push('\n'),
+            'ﬀ' => out.push_str("ff"),
+            'ﬁ' => out.push_str("fi"),
+            'ﬂ' => out.push_str("fl"),
+            'ﬃ' => out.push_str("ffi"),
+            'ﬄ' => out.push_str("ffl"),
+            'ﬅ' | 'ﬆ' => out.push_str("st"),
+            c if is_invisible(c) => {}
+            c if c.is_whitespace() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Characters that carry nothing a reader sees: controls, zero-width characters, the soft hyphen,
+/// and private-use code points (icon fonts such as Font Awesome map their glyphs there, and an
+/// LLM would read them as noise).
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{AD}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'
+            | '\u{FEFF}'
+            | '\u{E000}'..='\u{F8FF}'
+            | '\u{F0000}'..='\u{10FFFF}')
+}
+
+/// Collapses every run of spaces and tabs to one space and drops trailing ones.
+fn collapse_spaces(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_gap = false;
+    for c in line.chars() {
+        if c == ' ' || c == '\t' {
+            in_gap = true;
+        } else {
+            if in_gap {
+                out.push(' ');
+                in_gap = false;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Rejoins a line that some PDF producers (Chromium's among them) emit one glyph at a time:
+/// "S E N I O R   E N G I N E E R" becomes "SENIOR ENGINEER". Single spaces sit between the
+/// letters of a word and wider gaps between words, so this has to run before spaces are
+/// collapsed. Lines that are not mostly single characters are returned unchanged.
+fn repair_letter_spacing(line: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+
+    // Words of the line, each a list of the tokens that single spaces separate.
+    let mut words: Vec<Vec<&str>> = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    let mut rest = line.trim_matches([' ', '\t']);
+    while !rest.is_empty() {
+        let token_end = rest.find([' ', '\t']).unwrap_or(rest.len());
+        current.push(&rest[..token_end]);
+        rest = &rest[token_end..];
+        let gap_end = rest.find(|c| c != ' ' && c != '\t').unwrap_or(rest.len());
+        if &rest[..gap_end] != " " {
+            words.push(std::mem::take(&mut current));
+        }
+        rest = &rest[gap_end..];
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+
+    let tokens: Vec<&str> = words.iter().flatten().copied().collect();
+    let single = |t: &str| t.chars().count() == 1;
+    let singles = tokens.iter().filter(|t| single(t)).count();
+    let single_letters = tokens
+        .iter()
+        .filter(|t| single(t) && t.chars().all(char::is_alphanumeric))
+        .count();
+    let letter_gaps = words
+        .iter()
+        .map(|w| w.len().saturating_sub(1))
+        .sum::<usize>();
+    // Strict on purpose: "Grades: A B C" or "C# C++ R Go" must survive untouched.
+    let spaced_out = tokens.len() >= 4
+        && singles * 10 >= tokens.len() * 9
+        && single_letters >= 4
+        && letter_gaps >= 3;
+    if !spaced_out {
+        return Cow::Borrowed(line);
+    }
+    let joined: Vec<String> = words.iter().map(|w| w.concat()).collect();
+    Cow::Owned(joined.join(" "))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ligatures_are_spelled_out() {
+        assert_eq!(
+            normalize("ﬁnance ﬂow oﬀer oﬃce baﬄe ﬅyle ﬆack"),
+            "finance flow offer office baffle style stack"
+        );
+    }
+
+    #[test]
+    fn decomposed_accents_are_composed() {
+        // "Boğaziçi" with combining breve and cedilla, as some PDFs store it.
+        let decomposed = "Bog\u{306}azic\u{327}i";
+        let normalized = normalize(decomposed);
+        assert_eq!(normalized, "Boğaziçi");
+        assert_eq!(normalized.chars().count(), 8);
+    }
+
+    #[test]
+    fn private_use_and_invisible_characters_are_removed() {
+        let text = "\u{F0E0} john@example.com\u{200B} | \u{F095} +1\u{00AD}555\u{FEFF} \u{F3E8B}x\u{2060}y\u{7}z";
+        assert_eq!(normalize(text), "john@example.com | +1555 xyz");
+    }
+
+    #[test]
+    fn unicode_spaces_become_plain_spaces() {
+        assert_eq!(
+            normalize("10\u{A0}years\u{2009}of\u{3000}Rust\u{202F}!"),
+            "10 years of Rust !"
+        );
+    }
+
+    #[test]
+    fn line_endings_and_blank_lines_are_unified() {
+        let text = "\n\n  Title  \r\n\r\n\r\n\r\nFirst\rSecond\u{0C}Third   \t \n\n\n";
+        assert_eq!(normalize(text), "Title\n\nFirst\nSecond\nThird");
+    }
+
+    #[test]
+    fn spaces_and_tabs_collapse_within_a_line() {
+        assert_eq!(normalize("Rust\t\t and   Go\t"), "Rust and Go");
+        assert_eq!(normalize("a\n  - nested item"), "a\n - nested item");
+    }
+
+    #[test]
+    fn letter_spaced_lines_are_rejoined() {
+        assert_eq!(
+            normalize("S E N I O R   E N G I N E E R"),
+            "SENIOR ENGINEER"
+        );
+        assert_eq!(
+            normalize("J A N E   D O E\nSenior engineer"),
+            "JANE DOE\nSenior engineer"
+        );
+        assert_eq!(normalize("2 0 1 9  –  2 0 2 4"), "2019 – 2024");
+        assert_eq!(normalize("E X P E R I E N C E"), "EXPERIENCE");
+    }
+
+    #[test]
+    fn ordinary_lines_with_short_tokens_are_left_alone() {
+        assert_eq!(normalize("Grades: A B C"), "Grades: A B C");
+        assert_eq!(normalize("Languages: C R Go"), "Languages: C R Go");
+        assert_eq!(normalize("A B C"), "A B C");
+        assert_eq!(normalize("I am a Rust developer"), "I am a Rust developer");
+    }
+
+    #[test]
+    fn markdown_structure_survives() {
+        let markdown =
+            "# Jane Doe\n\n## Experience\n\n- **Rust** at [Acme](https://acme.example)\n- Go";
+        assert_eq!(normalize(markdown), markdown);
+    }
+
+    #[test]
+    fn empty_and_blank_inputs_give_empty_text() {
+        assert_eq!(normalize(""), "");
+        assert_eq!(normalize(" \n\t\r\n\u{200B}\u{A0}"), "");
+    }
+}
