@@ -29,7 +29,7 @@ pub fn vault() -> (String, String) {
     (addr, token)
 }
 
-fn vault_client() -> VaultClient {
+pub fn vault_client() -> VaultClient {
     let (addr, token) = vault();
     VaultClient::new(
         VaultClientSettingsBuilder::default()
@@ -242,6 +242,14 @@ impl TestApp {
     pub async fn get_text(&self, url: &str) -> (u16, String) {
         let response = self.http.get(url).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Starts one more worker in this process with `settings` (see `consumer_settings`).
+    pub async fn add_consumer(&mut self, settings: ConsumerSettings) -> anyhow::Result<SocketAddr> {
+        let app = ConsumerApp::build(settings, self.shutdown.child_token()).await?;
+        let addr = app.metrics_addr()?;
+        self.tasks.push(tokio::spawn(app.run_until_stopped()));
+        Ok(addr)
     }
 
     /// Asks every process to stop, as SIGTERM would, without waiting.
