@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
-use letterbox_rabbitmq::{Connection, JobStream, Replier, Topology};
+use letterbox_rabbitmq::{Connections, JobStream, Replier, Topology};
 use letterbox_vault::{KvPath, SecretStore, VaultAuth, VaultSettings};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -35,7 +35,7 @@ pub struct ConsumerApp {
     /// Owns the metrics server and every job task.
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    connections: [Connection; 2],
+    connections: Connections,
     /// Permits = prefetch: a job is only taken when a permit is free.
     concurrency: u16,
     grace: Duration,
@@ -88,27 +88,17 @@ impl ConsumerApp {
         let llm = LlmClient::new(&settings.llm_base_url, &settings.llm_model)
             .context("could not build the LLM HTTP client")?;
 
-        let publish = letterbox_rabbitmq::connect(
-            &settings.amqp_url,
-            "letterbox-consumer replies",
-            BROKER_TIMEOUT,
-        )
-        .await
-        .context("could not connect to RabbitMQ at AMQP_URL")?;
-        let consume = letterbox_rabbitmq::connect(
-            &settings.amqp_url,
-            "letterbox-consumer jobs",
-            BROKER_TIMEOUT,
-        )
-        .await
-        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let connections =
+            Connections::open(&settings.amqp_url, "letterbox-consumer", BROKER_TIMEOUT)
+                .await
+                .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology {
             max_length: settings.queue_max_length,
             delivery_limit: settings.max_deliveries,
             ..Topology::new(settings.jobs_queue.clone())
         };
-        let replier = Replier::open(&publish, BROKER_TIMEOUT).await?;
-        let stream = JobStream::open(&consume, &topology, settings.concurrency, "")
+        let replier = Replier::open(&connections.publish, BROKER_TIMEOUT).await?;
+        let stream = JobStream::open(&connections.consume, &topology, settings.concurrency, "")
             .await
             .context("could not subscribe to the jobs queue")?;
 
@@ -132,7 +122,7 @@ impl ConsumerApp {
             metrics,
             tracker: TaskTracker::new(),
             shutdown,
-            connections: [publish, consume],
+            connections,
             concurrency: settings.concurrency,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
@@ -206,9 +196,7 @@ impl ConsumerApp {
         }
         self.stream.close().await;
         self.worker.replier.close().await;
-        for connection in &self.connections {
-            let _ = connection.close(200, "shutdown".into()).await;
-        }
+        self.connections.close().await;
         result
     }
 }

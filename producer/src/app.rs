@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
-use letterbox_rabbitmq::{BrokerError, Connection, JobSubmitter, Topology};
+use letterbox_rabbitmq::{BrokerError, Connections, JobSubmitter, Topology};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
@@ -50,7 +50,7 @@ pub struct Application {
     /// still receive their replies while the server drains.
     replies_stop: CancellationToken,
     /// Kept open for the life of the app; closed after the HTTP server drains.
-    connections: [Connection; 2],
+    connections: Connections,
     grace: Duration,
 }
 
@@ -61,20 +61,10 @@ impl Application {
         settings: ProducerSettings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let publish = letterbox_rabbitmq::connect(
-            &settings.amqp_url,
-            "letterbox-producer publish",
-            BROKER_TIMEOUT,
-        )
-        .await
-        .context("could not connect to RabbitMQ at AMQP_URL")?;
-        let consume = letterbox_rabbitmq::connect(
-            &settings.amqp_url,
-            "letterbox-producer replies",
-            BROKER_TIMEOUT,
-        )
-        .await
-        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let connections =
+            Connections::open(&settings.amqp_url, "letterbox-producer", BROKER_TIMEOUT)
+                .await
+                .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology {
             jobs_queue: settings.jobs_queue.clone(),
             max_length: settings.queue_max_length,
@@ -84,8 +74,7 @@ impl Application {
         let tracker = TaskTracker::new();
         let replies_stop = CancellationToken::new();
         let submitter = JobSubmitter::start(
-            &publish,
-            &consume,
+            &connections,
             topology,
             BROKER_TIMEOUT,
             &tracker,
@@ -119,7 +108,7 @@ impl Application {
             tracker,
             shutdown,
             replies_stop,
-            connections: [publish, consume],
+            connections,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
@@ -150,9 +139,7 @@ impl Application {
         self.tracker.close();
         self.replies_stop.cancel();
         self.tracker.wait().await;
-        for connection in &self.connections {
-            let _ = connection.close(200, "shutdown".into()).await;
-        }
+        self.connections.close().await;
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::{BrokerError, Publisher, Topology};
+use crate::{BrokerError, Connections, Publisher, Topology};
 
 /// Why a registered reply will never come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -204,16 +204,15 @@ impl JobSubmitter {
     /// Declares the topology and starts the reply router. Publishing and consuming use separate
     /// connections, so flow control on the publishing one cannot stall replies.
     pub async fn start(
-        publish: &Connection,
-        consume: &Connection,
+        connections: &Connections,
         topology: Topology,
         timeout: Duration,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Self, BrokerError> {
-        let publisher = Publisher::open(publish, timeout).await?;
+        let publisher = Publisher::open(&connections.publish, timeout).await?;
         topology.declare(publisher.channel()).await?;
-        let router = ReplyRouter::start(consume, tracker, shutdown).await?;
+        let router = ReplyRouter::start(&connections.consume, tracker, shutdown).await?;
         Ok(Self {
             publisher,
             router,

@@ -109,6 +109,16 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// No in-process worker: the test starts its own, or none.
+    pub fn without_workers() -> Self {
+        Self {
+            consumers: 0,
+            ..Self::default()
+        }
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -276,18 +286,24 @@ impl Drop for TestApp {
         self.shutdown.cancel();
         let queue = self.queue.clone();
         let key_path = self.key_path.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                delete_topology(&queue).await;
-                delete_secret(&key_path).await;
-            });
-        })
-        .join();
+        clean_up(async move {
+            delete_topology(&queue).await;
+            delete_secret(&key_path).await;
+        });
     }
+}
+
+/// Runs `cleanup` to completion from a `Drop`, on a thread of its own: a drop cannot await, and
+/// it may run while the test's runtime is panicking.
+pub fn clean_up(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(cleanup);
+    })
+    .join();
 }
 
 pub async fn delete_topology(queue: &str) {

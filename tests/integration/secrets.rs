@@ -6,7 +6,28 @@ use serde_json::json;
 use uuid::Uuid;
 use vaultrs::api::auth::approle::requests::SetAppRoleRequest;
 
-use crate::helpers::{Options, consumer_settings, job_description, spawn_app_with, vault_client};
+use letterbox_consumer::ConsumerSettings;
+
+use crate::helpers::{
+    Options, TestApp, clean_up, consumer_settings, job_description, spawn_app_with, vault_client,
+};
+
+fn request() -> serde_json::Value {
+    json!({
+        "resume_text": "Ada Quinlan\nRust engineer, RabbitMQ, PostgreSQL, Kubernetes",
+        "job_description": job_description(),
+    })
+}
+
+/// A worker configuration for `app` that logs in with `role` instead of a token.
+fn settings_with(app: &TestApp, role: &AppRole) -> ConsumerSettings {
+    let mut settings = consumer_settings(&app.queue, &app.key_path, &app.stub.base_url, 4);
+    settings.vault_token = None;
+    settings.vault_role_id = Some(role.role_id.clone());
+    settings.vault_secret_id = Some(SecretString::from(role.secret_id.clone()));
+    settings.vault_approle_mount = role.mount.clone();
+    settings
+}
 
 /// An AppRole on its own auth mount whose policy may read `secret/<readable>`; removed on drop.
 struct AppRole {
@@ -57,39 +78,23 @@ impl AppRole {
             secret_id,
         }
     }
-
-    fn apply(&self, settings: &mut letterbox_consumer::ConsumerSettings) {
-        settings.vault_token = None;
-        settings.vault_role_id = Some(self.role_id.clone());
-        settings.vault_secret_id = Some(SecretString::from(self.secret_id.clone()));
-        settings.vault_approle_mount = self.mount.clone();
-    }
 }
 
 impl Drop for AppRole {
     fn drop(&mut self) {
         let (mount, policy) = (self.mount.clone(), self.policy.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let client = vault_client();
-                let _ = vaultrs::sys::auth::disable(&client, &mount).await;
-                let _ = vaultrs::sys::policy::delete(&client, &policy).await;
-            });
-        })
-        .join();
+        clean_up(async move {
+            let client = vault_client();
+            let _ = vaultrs::sys::auth::disable(&client, &mount).await;
+            let _ = vaultrs::sys::policy::delete(&client, &policy).await;
+        });
     }
 }
 
 #[tokio::test]
 async fn the_llm_receives_the_key_stored_in_vault() {
     let app = spawn_app_with(Options::default()).await;
-    let answer = app
-        .post_json(&json!({"resume_text": "Ada Quinlan\nRust engineer, RabbitMQ, PostgreSQL, Kubernetes", "job_description": job_description()}))
-        .await;
+    let answer = app.post_json(&request()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(app.stub.requests()[0].authorized);
     app.stop().await;
@@ -102,9 +107,7 @@ async fn a_key_the_provider_rejects_is_a_502_and_never_echoed() {
         ..Options::default()
     };
     let app = spawn_app_with(options).await;
-    let answer = app
-        .post_json(&json!({"resume_text": "Ada Quinlan\nRust engineer, RabbitMQ, PostgreSQL, Kubernetes", "job_description": job_description()}))
-        .await;
+    let answer = app.post_json(&request()).await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(
         answer.body,
@@ -116,19 +119,11 @@ async fn a_key_the_provider_rejects_is_a_502_and_never_echoed() {
 
 #[tokio::test]
 async fn a_worker_logged_in_with_approle_reads_the_key_its_policy_allows() {
-    let mut app = spawn_app_with(Options {
-        consumers: 0,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_with(Options::without_workers()).await;
     let role = AppRole::reading(&app.key_path).await;
-    let mut settings = consumer_settings(&app.queue, &app.key_path, &app.stub.base_url, 4);
-    role.apply(&mut settings);
-    app.add_consumer(settings).await.unwrap();
+    app.add_consumer(settings_with(&app, &role)).await.unwrap();
 
-    let answer = app
-        .post_json(&json!({"resume_text": "Ada Quinlan\nRust engineer, RabbitMQ, PostgreSQL, Kubernetes", "job_description": job_description()}))
-        .await;
+    let answer = app.post_json(&request()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(app.stub.requests()[0].authorized);
     app.stop().await;
@@ -136,15 +131,13 @@ async fn a_worker_logged_in_with_approle_reads_the_key_its_policy_allows() {
 
 #[tokio::test]
 async fn a_policy_that_forbids_the_key_path_stops_the_worker_with_a_configuration_error() {
-    let mut app = spawn_app_with(Options {
-        consumers: 0,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_with(Options::without_workers()).await;
     let role = AppRole::reading("letterbox-tests/some-other-path").await;
-    let mut settings = consumer_settings(&app.queue, &app.key_path, &app.stub.base_url, 4);
-    role.apply(&mut settings);
-    let error = app.add_consumer(settings).await.err().unwrap();
+    let error = app
+        .add_consumer(settings_with(&app, &role))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(
         format!("{error:#}"),
         format!(
@@ -158,11 +151,7 @@ async fn a_policy_that_forbids_the_key_path_stops_the_worker_with_a_configuratio
 
 #[tokio::test]
 async fn a_missing_secret_stops_the_worker_and_says_where_it_looked() {
-    let mut app = spawn_app_with(Options {
-        consumers: 0,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_with(Options::without_workers()).await;
     let settings = consumer_settings(
         &app.queue,
         "letterbox-tests/nothing-here",
@@ -180,14 +169,9 @@ async fn a_missing_secret_stops_the_worker_and_says_where_it_looked() {
 
 #[tokio::test]
 async fn wrong_approle_credentials_are_refused_at_start_up() {
-    let mut app = spawn_app_with(Options {
-        consumers: 0,
-        ..Options::default()
-    })
-    .await;
+    let mut app = spawn_app_with(Options::without_workers()).await;
     let role = AppRole::reading(&app.key_path).await;
-    let mut settings = consumer_settings(&app.queue, &app.key_path, &app.stub.base_url, 4);
-    role.apply(&mut settings);
+    let mut settings = settings_with(&app, &role);
     settings.vault_secret_id = Some(SecretString::from("not-the-secret-id".to_owned()));
     let error = app.add_consumer(settings).await.err().unwrap();
     let message = format!("{error:#}");
