@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod env;
 pub mod job;
+pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;

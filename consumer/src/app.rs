@@ -88,15 +88,14 @@ impl ConsumerApp {
         let llm = LlmClient::new(&settings.llm_base_url, &settings.llm_model)
             .context("could not build the LLM HTTP client")?;
 
-        let connections =
-            Connections::open(&settings.amqp_url, "letterbox-consumer", BROKER_TIMEOUT)
-                .await
-                .context("could not connect to RabbitMQ at AMQP_URL")?;
-        let topology = Topology {
-            max_length: settings.queue_max_length,
-            delivery_limit: settings.max_deliveries,
-            ..Topology::new(settings.jobs_queue.clone())
-        };
+        let connections = Connections::open(
+            &settings.broker.amqp_url,
+            "letterbox-consumer",
+            BROKER_TIMEOUT,
+        )
+        .await
+        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let topology = Topology::from_settings(&settings.broker);
         let replier = Replier::open(&connections.publish, BROKER_TIMEOUT).await?;
         let stream = JobStream::open(&connections.consume, &topology, settings.concurrency, "")
             .await

@@ -4,10 +4,8 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use letterbox::env;
+use letterbox::settings::{BrokerSettings, DEFAULT_SHUTDOWN_GRACE_MS};
 use secrecy::SecretString;
-
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-pub const DEFAULT_JOBS_QUEUE: &str = "letterbox.jobs";
 pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_LLM_MODEL: &str = "gpt-4o-mini";
 pub const DEFAULT_VAULT_ADDR: &str = "http://127.0.0.1:8200";
@@ -22,21 +20,8 @@ pub struct ConsumerSettings {
     #[arg(long, env = env::METRICS_ADDR, default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
 
-    /// RabbitMQ URL (credentials included; never logged).
-    #[arg(long, env = env::AMQP_URL, default_value = DEFAULT_AMQP_URL, hide_default_value = true)]
-    pub amqp_url: SecretString,
-
-    /// Name of the jobs queue; its dead-letter queue is `<name>.dead`.
-    #[arg(long, env = env::JOBS_QUEUE, default_value = DEFAULT_JOBS_QUEUE)]
-    pub jobs_queue: String,
-
-    /// Most jobs the queue holds before it refuses new ones.
-    #[arg(long, env = env::QUEUE_MAX_LENGTH, default_value_t = 10_000)]
-    pub queue_max_length: u32,
-
-    /// Deliveries of one job before it is dead-lettered.
-    #[arg(long, env = env::MAX_DELIVERIES, default_value_t = 3)]
-    pub max_deliveries: u32,
+    #[command(flatten)]
+    pub broker: BrokerSettings,
 
     /// Jobs this worker runs at once (and its prefetch).
     #[arg(long, env = env::CONCURRENCY, default_value_t = 32)]
@@ -95,7 +80,7 @@ pub struct ConsumerSettings {
     pub vault_timeout_ms: u64,
 
     /// Time allowed to in-flight jobs after SIGTERM, in milliseconds.
-    #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = 30_000)]
+    #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
 }
 
@@ -104,10 +89,7 @@ impl ConsumerSettings {
     pub fn defaults() -> Self {
         Self {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            amqp_url: SecretString::from(DEFAULT_AMQP_URL.to_owned()),
-            jobs_queue: DEFAULT_JOBS_QUEUE.to_owned(),
-            queue_max_length: 10_000,
-            max_deliveries: 3,
+            broker: BrokerSettings::default(),
             concurrency: 32,
             llm_base_url: DEFAULT_LLM_BASE_URL.to_owned(),
             llm_model: DEFAULT_LLM_MODEL.to_owned(),
@@ -122,7 +104,7 @@ impl ConsumerSettings {
             vault_secret_id: None,
             vault_approle_mount: "approle".to_owned(),
             vault_timeout_ms: 5_000,
-            shutdown_grace_ms: 30_000,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }
 }
@@ -130,60 +112,48 @@ impl ConsumerSettings {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+    use letterbox::settings::{default_of, options_without_env};
 
     use super::*;
 
     #[test]
     fn defaults_match_the_command_line_defaults() {
         let command = ConsumerSettings::command();
+        let default = |id| default_of(&command, id).unwrap();
         let defaults = ConsumerSettings::defaults();
-        let default_of = |id: &str| {
-            let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
-            arg.get_default_values()[0].to_str().unwrap().to_owned()
-        };
+        assert_eq!(default("metrics_addr"), defaults.metrics_addr.to_string());
+        assert_eq!(default("concurrency"), defaults.concurrency.to_string());
+        assert_eq!(default("llm_base_url"), defaults.llm_base_url);
+        assert_eq!(default("llm_model"), defaults.llm_model);
         assert_eq!(
-            default_of("metrics_addr"),
-            defaults.metrics_addr.to_string()
-        );
-        assert_eq!(default_of("concurrency"), defaults.concurrency.to_string());
-        assert_eq!(default_of("llm_base_url"), defaults.llm_base_url);
-        assert_eq!(default_of("llm_model"), defaults.llm_model);
-        assert_eq!(
-            default_of("llm_timeout_ms"),
+            default("llm_timeout_ms"),
             defaults.llm_timeout_ms.to_string()
         );
-        assert_eq!(default_of("llm_key_path"), defaults.llm_key_path);
-        assert_eq!(default_of("llm_key_field"), defaults.llm_key_field);
+        assert_eq!(default("llm_key_path"), defaults.llm_key_path);
+        assert_eq!(default("llm_key_field"), defaults.llm_key_field);
         assert_eq!(
-            default_of("secret_cache_ttl_secs"),
+            default("secret_cache_ttl_secs"),
             defaults.secret_cache_ttl_secs.to_string()
         );
-        assert_eq!(default_of("vault_addr"), defaults.vault_addr);
+        assert_eq!(default("prompt_version"), defaults.prompt_version);
+        assert_eq!(default("vault_addr"), defaults.vault_addr);
+        assert_eq!(default("vault_approle_mount"), defaults.vault_approle_mount);
         assert_eq!(
-            default_of("max_deliveries"),
-            defaults.max_deliveries.to_string()
+            default("vault_timeout_ms"),
+            defaults.vault_timeout_ms.to_string()
         );
         assert_eq!(
-            default_of("queue_max_length"),
-            defaults.queue_max_length.to_string()
-        );
-        assert_eq!(
-            default_of("shutdown_grace_ms"),
+            default("shutdown_grace_ms"),
             defaults.shutdown_grace_ms.to_string()
         );
+        assert_eq!(default("jobs_queue"), defaults.broker.jobs_queue);
     }
 
     #[test]
     fn every_option_names_its_environment_variable() {
-        for arg in ConsumerSettings::command().get_arguments() {
-            if arg.get_id() == "help" || arg.get_id() == "version" {
-                continue;
-            }
-            assert!(
-                arg.get_env().is_some(),
-                "{} has no environment variable",
-                arg.get_id()
-            );
-        }
+        assert_eq!(
+            options_without_env(&ConsumerSettings::command()),
+            Vec::<String>::new()
+        );
     }
 }

@@ -61,16 +61,14 @@ impl Application {
         settings: ProducerSettings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let connections =
-            Connections::open(&settings.amqp_url, "letterbox-producer", BROKER_TIMEOUT)
-                .await
-                .context("could not connect to RabbitMQ at AMQP_URL")?;
-        let topology = Topology {
-            jobs_queue: settings.jobs_queue.clone(),
-            max_length: settings.queue_max_length,
-            delivery_limit: settings.max_deliveries,
-            ..Topology::new(settings.jobs_queue.clone())
-        };
+        let connections = Connections::open(
+            &settings.broker.amqp_url,
+            "letterbox-producer",
+            BROKER_TIMEOUT,
+        )
+        .await
+        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let topology = Topology::from_settings(&settings.broker);
         let tracker = TaskTracker::new();
         let replies_stop = CancellationToken::new();
         let submitter = JobSubmitter::start(

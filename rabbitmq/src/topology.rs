@@ -32,6 +32,15 @@ impl Topology {
         }
     }
 
+    /// The topology the shared broker settings describe.
+    pub fn from_settings(settings: &letterbox::settings::BrokerSettings) -> Self {
+        Self {
+            max_length: settings.queue_max_length,
+            delivery_limit: settings.max_deliveries,
+            ..Self::new(settings.jobs_queue.clone())
+        }
+    }
+
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.jobs_queue)
     }

@@ -163,11 +163,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
     let mut settings = ProducerSettings::defaults();
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.amqp_url = SecretString::from(amqp_url());
-    settings.jobs_queue = queue.clone();
+    settings.broker.amqp_url = SecretString::from(amqp_url());
+    settings.broker.jobs_queue = queue.clone();
     settings.job_timeout_ms = options.job_timeout_ms;
     settings.max_upload_bytes = options.max_upload_bytes;
-    settings.queue_max_length = options.queue_max_length;
+    settings.broker.queue_max_length = options.queue_max_length;
     settings.shutdown_grace_ms = 2_000;
     let app = Application::build(settings, shutdown.child_token())
         .await
@@ -196,8 +196,8 @@ pub fn consumer_settings(
     let (vault_addr, vault_token) = vault();
     let mut settings = ConsumerSettings::defaults();
     settings.metrics_addr = "127.0.0.1:0".parse().unwrap();
-    settings.amqp_url = SecretString::from(amqp_url());
-    settings.jobs_queue = queue.to_owned();
+    settings.broker.amqp_url = SecretString::from(amqp_url());
+    settings.broker.jobs_queue = queue.to_owned();
     settings.vault_addr = vault_addr;
     settings.vault_token = Some(SecretString::from(vault_token));
     settings.llm_key_path = format!("secret/{key_path}");

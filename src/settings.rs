@@ -1,0 +1,101 @@
+//! Settings both binaries share. Each binary's settings tree flattens these in, so an option is
+//! declared once, with one environment variable and one default.
+
+use clap::Args;
+use secrecy::SecretString;
+
+use crate::env;
+
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_JOBS_QUEUE: &str = "letterbox.jobs";
+pub const DEFAULT_QUEUE_MAX_LENGTH: u32 = 10_000;
+pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+
+/// Where the broker is and what the queues look like. Producer and consumer must agree on the
+/// queue arguments: the first to start declares them, and the other's declaration must match.
+#[derive(Args, Clone)]
+pub struct BrokerSettings {
+    /// RabbitMQ URL (credentials included; never logged).
+    #[arg(
+        long,
+        env = env::AMQP_URL,
+        default_value = DEFAULT_AMQP_URL,
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub amqp_url: SecretString,
+
+    /// Name of the jobs queue; its dead-letter queue is `<name>.dead`.
+    #[arg(long, env = env::JOBS_QUEUE, default_value = DEFAULT_JOBS_QUEUE)]
+    pub jobs_queue: String,
+
+    /// Most jobs the queue holds before it refuses new ones (answered 503).
+    #[arg(long, env = env::QUEUE_MAX_LENGTH, default_value_t = DEFAULT_QUEUE_MAX_LENGTH)]
+    pub queue_max_length: u32,
+
+    /// Deliveries of one job before it is dead-lettered.
+    #[arg(long, env = env::MAX_DELIVERIES, default_value_t = DEFAULT_MAX_DELIVERIES)]
+    pub max_deliveries: u32,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            amqp_url: SecretString::from(DEFAULT_AMQP_URL.to_owned()),
+            jobs_queue: DEFAULT_JOBS_QUEUE.to_owned(),
+            queue_max_length: DEFAULT_QUEUE_MAX_LENGTH,
+            max_deliveries: DEFAULT_MAX_DELIVERIES,
+        }
+    }
+}
+
+/// The options of `command` that no environment variable can set (help and version aside).
+/// Every binary's tests assert this is empty: the README's table lists variables, not flags.
+pub fn options_without_env(command: &clap::Command) -> Vec<String> {
+    command
+        .get_arguments()
+        .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
+        .filter(|arg| arg.get_env().is_none())
+        .map(|arg| arg.get_id().to_string())
+        .collect()
+}
+
+/// The default of option `id` of `command` as text, for checking a code default against it.
+pub fn default_of(command: &clap::Command, id: &str) -> Option<String> {
+    let arg = command.get_arguments().find(|a| a.get_id() == id)?;
+    let value = arg.get_default_values().first()?;
+    value.to_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        broker: BrokerSettings,
+    }
+
+    #[test]
+    fn defaults_match_the_command_line_defaults() {
+        let command = Wrapper::command();
+        let defaults = BrokerSettings::default();
+        let default = |id| default_of(&command, id).unwrap();
+        assert_eq!(default("amqp_url"), defaults.amqp_url.expose_secret());
+        assert_eq!(default("jobs_queue"), defaults.jobs_queue);
+        assert_eq!(
+            default("queue_max_length"),
+            defaults.queue_max_length.to_string()
+        );
+        assert_eq!(
+            default("max_deliveries"),
+            defaults.max_deliveries.to_string()
+        );
+        assert!(options_without_env(&command).is_empty());
+    }
+}
