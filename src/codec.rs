@@ -52,7 +52,7 @@ mod tests {
     fn job() -> Job {
         Job {
             id: Uuid::from_u128(7),
-            created_at_ms: 1_700_000_000_000,
+            created_at_us: 1_700_000_000_000_000,
             deadline_ms: 1_700_000_030_000,
             resume: "Ada Example\nBoğaziçi University\n".into(),
             job_description: "Senior Backend Engineer — Rust".into(),

@@ -177,8 +177,8 @@ impl fmt::Debug for LetterOptions {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: Uuid,
-    /// When the ingress accepted the request, in ms since the Unix epoch.
-    pub created_at_ms: u64,
+    /// When the ingress published the job, in µs since the Unix epoch.
+    pub created_at_us: u64,
     /// After this instant (ms since the Unix epoch) nobody waits for the letter: a worker that
     /// sees an expired job drops it without calling the LLM.
     pub deadline_ms: u64,
@@ -197,7 +197,7 @@ impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")
             .field("id", &self.id)
-            .field("created_at_ms", &self.created_at_ms)
+            .field("created_at_us", &self.created_at_us)
             .field("deadline_ms", &self.deadline_ms)
             .field("resume_chars", &self.resume.chars().count())
             .field(
@@ -324,7 +324,7 @@ mod tests {
     fn debug_output_hides_document_text() {
         let job = Job {
             id: Uuid::nil(),
-            created_at_ms: 1,
+            created_at_us: 1,
             deadline_ms: 2,
             resume: "Jane Roe, jane@example.org".into(),
             job_description: "Rust engineer".into(),

@@ -9,6 +9,7 @@ pub struct Metrics {
     pub queue_wait: LatencyHistogram,
     pub llm: LatencyHistogram,
     pub processing: LatencyHistogram,
+    pub end_to_end: LatencyHistogram,
     pub overhead: LatencyHistogram,
 }
 
@@ -40,9 +41,13 @@ impl Metrics {
                 "letterbox_processing_seconds",
                 "Time from this worker starting a job to its reply being confirmed.",
             ),
+            end_to_end: LatencyHistogram::new(
+                "letterbox_end_to_end_seconds",
+                "Time from the ingress publishing a job to this worker's reply being confirmed.",
+            ),
             overhead: LatencyHistogram::new(
                 "letterbox_overhead_seconds",
-                "Processing time minus the LLM provider's time: what the worker itself adds.",
+                "End-to-end time minus the LLM provider's time: what Letterbox adds.",
             ),
         }
     }
@@ -62,6 +67,7 @@ impl Metrics {
             &self.queue_wait,
             &self.llm,
             &self.processing,
+            &self.end_to_end,
             &self.overhead,
         ] {
             histogram.render(&mut out);

@@ -227,7 +227,7 @@ mod tests {
     fn job(resume: &str, job_description: &str) -> Job {
         Job {
             id: Uuid::from_u128(0xabc),
-            created_at_ms: 0,
+            created_at_us: 0,
             deadline_ms: 1,
             resume: resume.into(),
             job_description: job_description.into(),

@@ -77,9 +77,15 @@ impl Worker {
                 let processing = started.elapsed();
                 self.metrics.jobs.inc(label);
                 self.metrics.processing.record(processing);
+                // From the ingress publishing the job to its reply being confirmed: all of the
+                // job's life that this side of the broker can see.
+                let end_to_end = Duration::from_micros(
+                    letterbox::time::now_us().saturating_sub(job.created_at_us),
+                );
+                self.metrics.end_to_end.record(end_to_end);
                 self.metrics
                     .overhead
-                    .record(processing.saturating_sub(llm_time.unwrap_or_default()));
+                    .record(end_to_end.saturating_sub(llm_time.unwrap_or_default()));
                 tracing::info!(job_id = %job.id, outcome = label, processing_ms = processing.as_millis(), "Job done");
                 Disposition::Ack
             }
@@ -92,12 +98,11 @@ impl Worker {
 
     /// The letter for `job`, or why there is none; with the provider's time when it was called.
     async fn run(&self, job: &Job) -> (Outcome, Option<Duration>) {
-        let now = letterbox::time::now_ms();
-        let queued_ms = now.saturating_sub(job.created_at_ms);
-        self.metrics
-            .queue_wait
-            .record(Duration::from_millis(queued_ms));
-        if job.is_expired_at(now) {
+        let now_us = letterbox::time::now_us();
+        let queued = Duration::from_micros(now_us.saturating_sub(job.created_at_us));
+        let queued_ms = u64::try_from(queued.as_millis()).unwrap_or(u64::MAX);
+        self.metrics.queue_wait.record(queued);
+        if job.is_expired_at(now_us / 1000) {
             self.metrics.expired.inc();
             return (
                 failure(

@@ -184,11 +184,12 @@ async fn handle(
     let checked = request::read(request, &state.limits).await?;
     state.metrics.extraction.record(started.elapsed());
 
-    let created_at_ms = letterbox::time::now_ms();
+    let created_at_us = letterbox::time::now_us();
+    let created_at_ms = created_at_us / 1000;
     let timeout_ms = u64::try_from(state.job_timeout.as_millis()).unwrap_or(u64::MAX);
     let job = Job {
         id: Uuid::new_v4(),
-        created_at_ms,
+        created_at_us,
         deadline_ms: created_at_ms.saturating_add(timeout_ms),
         resume: checked.resume,
         job_description: checked.job_description,

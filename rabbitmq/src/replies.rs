@@ -240,7 +240,7 @@ impl JobSubmitter {
             .with_correlation_id(id.as_str().into())
             .with_reply_to(self.router.queue().into())
             .with_expiration(ttl_ms.to_string().into())
-            .with_timestamp(job.created_at_ms / 1000);
+            .with_timestamp(job.created_at_us / 1_000_000);
         self.publisher
             .publish("", &self.topology.jobs_queue, &body, properties, true)
             .await?;
