@@ -88,6 +88,7 @@ mod tests {
             Outcome::Failed(JobFailure {
                 code: FailureCode::LlmTimeout,
                 message: "The LLM did not answer in time.".into(),
+                retry_after_ms: Some(1500),
             }),
         ] {
             let reply = Reply {
@@ -112,6 +113,7 @@ mod tests {
             outcome: Outcome::Failed(JobFailure {
                 code: FailureCode::Expired,
                 message: String::new(),
+                retry_after_ms: None,
             }),
         };
         assert!(decode_job(&encode_reply(&reply).unwrap()).is_err());

@@ -255,6 +255,9 @@ pub struct Letter {
 pub struct JobFailure {
     pub code: FailureCode,
     pub message: String,
+    /// When the client may try again, if the cause says (a provider's `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +265,8 @@ pub struct JobFailure {
 pub enum FailureCode {
     /// The provider answered with an error or an unusable letter.
     LlmFailed,
+    /// The provider is rate-limiting Letterbox.
+    LlmRateLimited,
     /// The provider did not answer in time.
     LlmTimeout,
     /// The job's deadline passed before a worker could start it.
@@ -276,6 +281,7 @@ impl FailureCode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LlmFailed => "llm_failed",
+            Self::LlmRateLimited => "llm_rate_limited",
             Self::LlmTimeout => "llm_timeout",
             Self::Expired => "expired",
             Self::SecretUnavailable => "secret_unavailable",

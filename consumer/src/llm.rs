@@ -94,6 +94,8 @@ impl LlmClient {
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("letterbox/", env!("CARGO_PKG_VERSION")))
+            // A redirect would re-send the key and the documents somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             http,
@@ -228,11 +230,22 @@ fn parse_completion(body: &[u8]) -> Result<(String, Option<String>), LlmError> {
         _ => {}
     }
     let text = choice.message.and_then(|m| m.content).unwrap_or_default();
-    let text = text.trim();
+    let text = clean_letter(&text);
     if text.is_empty() {
         return Err(LlmError::Empty);
     }
-    Ok((text.to_owned(), response.model))
+    Ok((text, response.model))
+}
+
+/// The letter as a client can safely display it: no control characters but line breaks and
+/// tabs (a terminal escape sequence or a NUL from a misbehaving model stops here), no
+/// bidirectional overrides that could reorder what a reader sees.
+fn clean_letter(text: &str) -> String {
+    let unsafe_to_show = |c: &char| {
+        (c.is_control() && *c != '\n' && *c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    text.trim().chars().filter(|c| !unsafe_to_show(c)).collect()
 }
 
 #[cfg(test)]
@@ -245,6 +258,15 @@ mod tests {
         assert_eq!(
             parse_completion(body),
             Ok(("Dear team,".to_owned(), Some("m-1".to_owned())))
+        );
+    }
+
+    #[test]
+    fn control_characters_and_bidi_overrides_never_reach_the_client() {
+        let body = "{\"choices\":[{\"message\":{\"content\":\"Dear\\u0000 team,\\u001b[2J\\n\\tthanks\\u202e!\"},\"finish_reason\":\"stop\"}]}";
+        assert_eq!(
+            parse_completion(body.as_bytes()),
+            Ok(("Dear team,[2J\n\tthanks!".to_owned(), None))
         );
     }
 

@@ -165,11 +165,20 @@ impl Worker {
                     // The key may have been rotated: the next job reads it from Vault again.
                     self.secrets.invalidate(&self.key_path).await;
                 }
-                let code = match error {
-                    LlmError::Timeout(_) => FailureCode::LlmTimeout,
-                    _ => FailureCode::LlmFailed,
+                let (code, retry_after) = match &error {
+                    LlmError::Timeout(_) => (FailureCode::LlmTimeout, None),
+                    LlmError::RateLimited { retry_after } => {
+                        (FailureCode::LlmRateLimited, *retry_after)
+                    }
+                    _ => (FailureCode::LlmFailed, None),
                 };
-                (failure(code, &error.to_string()), None)
+                let outcome = Outcome::Failed(JobFailure {
+                    code,
+                    message: error.to_string(),
+                    retry_after_ms: retry_after
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                });
+                (outcome, None)
             }
         }
     }
@@ -179,6 +188,7 @@ fn failure(code: FailureCode, message: &str) -> Outcome {
     Outcome::Failed(JobFailure {
         code,
         message: message.to_owned(),
+        retry_after_ms: None,
     })
 }
 

@@ -94,6 +94,7 @@ impl Application {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             .with_state(Arc::clone(&state));
         let listener = TcpListener::bind(settings.http_addr)
@@ -181,16 +182,27 @@ async fn handle(
         });
     }
 
-    let checked = request::read(request, &state.limits).await?;
+    // The deadline covers the whole request: reading and checking the documents count too.
+    let timeout_ms = u64::try_from(state.job_timeout.as_millis()).unwrap_or(u64::MAX);
+    let deadline = tokio::time::Instant::from_std(started) + state.job_timeout;
+    let checked = tokio::time::timeout_at(deadline, request::read(request, &state.limits))
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            deadline_ms: timeout_ms,
+        })??;
     state.metrics.extraction.record(started.elapsed());
 
     let created_at_us = letterbox::time::now_us();
-    let created_at_ms = created_at_us / 1000;
-    let timeout_ms = u64::try_from(state.job_timeout.as_millis()).unwrap_or(u64::MAX);
+    let remaining_ms = u64::try_from(
+        deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX);
     let job = Job {
         id: Uuid::new_v4(),
         created_at_us,
-        deadline_ms: created_at_ms.saturating_add(timeout_ms),
+        deadline_ms: (created_at_us / 1000).saturating_add(remaining_ms),
         resume: checked.resume,
         job_description: checked.job_description,
         options: checked.options,
@@ -204,7 +216,7 @@ async fn handle(
     // The documents are on the broker now; this process needs no copy of them.
     drop(job);
 
-    let reply = match tokio::time::timeout(state.job_timeout + REPLY_GRACE, pending.wait()).await {
+    let reply = match tokio::time::timeout_at(deadline + REPLY_GRACE, pending.wait()).await {
         Err(_elapsed) => {
             return Err(ApiError::DeadlineExceeded {
                 deadline_ms: timeout_ms,
@@ -217,6 +229,9 @@ async fn handle(
         Outcome::Failed(failure) => Err(ApiError::Job {
             code: failure.code,
             message: failure.message,
+            retry_after_secs: failure
+                .retry_after_ms
+                .map(|ms| u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
         }),
         Outcome::Letter(letter) => {
             let total = started.elapsed();
@@ -309,4 +324,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 async fn not_found() -> Response {
     ApiError::NotFound.into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
 }

@@ -36,11 +36,22 @@ pub enum ApiError {
     #[error("no letter within the deadline of {deadline_ms} ms")]
     DeadlineExceeded { deadline_ms: u64 },
     #[error("{message}")]
-    Job { code: FailureCode, message: String },
+    Job {
+        code: FailureCode,
+        message: String,
+        /// From the provider's own `Retry-After`, when it rate-limited the job.
+        retry_after_secs: Option<u32>,
+    },
     #[error("the worker's reply was lost; try again")]
     ReplyLost,
     #[error("no such endpoint; see the API in the README")]
     NotFound,
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
+    #[error("the request was not received and checked within {deadline_ms} ms")]
+    RequestTimeout { deadline_ms: u64 },
+    #[error("something went wrong in Letterbox; try again")]
+    Internal,
 }
 
 impl ApiError {
@@ -68,12 +79,16 @@ impl ApiError {
             Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Job { code, .. } => match code {
                 FailureCode::LlmFailed => StatusCode::BAD_GATEWAY,
+                FailureCode::LlmRateLimited => StatusCode::SERVICE_UNAVAILABLE,
                 FailureCode::LlmTimeout | FailureCode::Expired => StatusCode::GATEWAY_TIMEOUT,
                 FailureCode::SecretUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 FailureCode::InvalidJob => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Self::ReplyLost => StatusCode::BAD_GATEWAY,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -88,6 +103,9 @@ impl ApiError {
             Self::Job { code, .. } => code.as_str(),
             Self::ReplyLost => "reply_lost",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout { .. } => "request_timeout",
+            Self::Internal => "internal_error",
         }
     }
 
@@ -100,6 +118,11 @@ impl ApiError {
                 code: FailureCode::SecretUnavailable,
                 ..
             } => Some(5),
+            Self::Job {
+                code: FailureCode::LlmRateLimited,
+                retry_after_secs,
+                ..
+            } => Some(retry_after_secs.unwrap_or(5)),
             _ => None,
         }
     }
@@ -185,10 +208,28 @@ mod tests {
         let (status, retry, body) = body_of(ApiError::Job {
             code: FailureCode::LlmFailed,
             message: "The LLM provider answered 500.".into(),
+            retry_after_secs: None,
         })
         .await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         assert_eq!(retry, None);
         assert_eq!(body["error"]["code"], "llm_failed");
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_rate_limit_is_a_503_carrying_the_providers_retry_after() {
+        let error = ApiError::Job {
+            code: FailureCode::LlmRateLimited,
+            message: "the LLM provider is rate-limiting Letterbox (429)".into(),
+            retry_after_secs: Some(7),
+        };
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.retry_after_secs(), Some(7));
+        assert_eq!(error.code(), "llm_rate_limited");
     }
 }

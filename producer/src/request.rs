@@ -54,9 +54,11 @@ pub async fn read(request: Request, limits: &DocumentLimits) -> Result<CheckedRe
         .and_then(|value| value.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if content_type.starts_with("application/json") {
+    // The media type's essence, without parameters such as `charset` or `boundary`.
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence == "application/json" {
         read_json(request, limits).await
-    } else if content_type.starts_with("multipart/form-data") {
+    } else if essence == "multipart/form-data" {
         read_multipart(request, limits).await
     } else {
         Err(ApiError::UnsupportedContentType)
@@ -75,7 +77,16 @@ async fn read_json(request: Request, limits: &DocumentLimits) -> Result<CheckedR
                 ApiError::bad_request("unreadable_body", "the request body could not be read")
             }
         })?;
-    let parsed: JsonRequest = serde_json::from_slice(&body).map_err(json_error)?;
+    let limits = limits.clone();
+    // Parsing and normalising megabytes of text is CPU work: keep it off the async workers, which
+    // must stay free to answer other requests (and health checks).
+    tokio::task::spawn_blocking(move || check_json(&body, &limits))
+        .await
+        .map_err(|_| ApiError::Internal)?
+}
+
+fn check_json(body: &[u8], limits: &DocumentLimits) -> Result<CheckedRequest, ApiError> {
+    let parsed: JsonRequest = serde_json::from_slice(body).map_err(json_error)?;
     let resume = required_text("resume_text", parsed.resume_text)?;
     let job_description = required_text("job_description", parsed.job_description)?;
     let options = parsed.options.unwrap_or_default();
@@ -133,7 +144,12 @@ async fn read_multipart(
                 } else {
                     serde_json::Value::from(text)
                 };
-                flat.insert(name, value);
+                if flat.insert(name.clone(), value).is_some() {
+                    return Err(ApiError::bad_request(
+                        "duplicate_field",
+                        format!("{name} was sent twice"),
+                    ));
+                }
                 continue;
             }
             "" => {
@@ -146,8 +162,10 @@ async fn read_multipart(
                 return Err(ApiError::bad_request(
                     "unknown_field",
                     format!(
-                        "unknown form field {name:?}; expected resume, job_description, options \
+                        "unknown form field {:?}; expected resume, job_description, options \
                          or one of {}",
+                        // Echo enough of the name to recognise a typo, not a megabyte of it.
+                        name.chars().take(64).collect::<String>(),
                         FLAT_OPTION_FIELDS.join(", ")
                     ),
                 ));
@@ -238,6 +256,18 @@ fn finish(
     job_description: String,
     mut options: LetterOptions,
 ) -> Result<CheckedRequest, ApiError> {
+    // Names go into the prompt and the letter: the same clean-up as documents (no controls, no
+    // bidirectional overrides, no invisible characters).
+    for value in [
+        &mut options.company,
+        &mut options.hiring_manager,
+        &mut options.role,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *value = letterbox_extract::normalize(value);
+    }
     options
         .validate()
         .map_err(|message| ApiError::bad_request("invalid_options", message))?;

@@ -288,3 +288,40 @@ async fn a_request_in_flight_at_shutdown_still_gets_its_letter() {
     assert_eq!(app.stub.request_count(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_provider_rate_limit_is_a_503_with_the_providers_retry_after() {
+    let app = spawn_app_with(Options {
+        failure: Some(Failure::Status {
+            status: 429,
+            every: 1,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let answer = app
+        .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        answer.body,
+        json!({"error": {"code": "llm_rate_limited", "message": "the LLM provider is rate-limiting Letterbox (429)"}})
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_methods_get_a_json_405() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/v1/cover-letters", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    app.stop().await;
+}

@@ -2,6 +2,7 @@
 //! their text, and what cannot be read must be refused before any LLM call.
 
 use reqwest::multipart::{Form, Part};
+use serde_json::json;
 
 use crate::helpers::{corpus, example, job_description, spawn_app};
 
@@ -107,6 +108,15 @@ async fn unreadable_documents_are_refused_before_any_llm_call() {
         .await;
     assert_eq!(unknown.status, 400);
     assert_eq!(unknown.body["error"]["code"], "unknown_field");
+
+    let twice = app
+        .post_form(form("cv.txt", corpus("rendercv_sample_cv_text.txt")).text("tone", "formal"))
+        .await;
+    assert_eq!(twice.status, 400);
+    assert_eq!(
+        twice.body,
+        json!({"error": {"code": "duplicate_field", "message": "tone was sent twice"}})
+    );
 
     assert_eq!(app.stub.request_count(), 0);
     app.stop().await;

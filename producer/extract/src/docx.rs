@@ -189,8 +189,10 @@ fn walk(
         if events.is_multiple_of(EVENTS_PER_DEADLINE_CHECK) && Instant::now() > deadline {
             return Err(ExtractError::TimedOut);
         }
-        let (namespace, event) = reader.read_resolved_event().map_err(|error| {
-            tracing::debug!(error = %error, "DOCX XML error");
+        // The parser's message can quote the document (a tag name, text): log that it failed,
+        // not what it said.
+        let (namespace, event) = reader.read_resolved_event().map_err(|_| {
+            tracing::debug!("DOCX XML error");
             BAD_XML
         })?;
         match event {

@@ -61,15 +61,17 @@ fn clean_chars(text: &str) -> String {
     out
 }
 
-/// Characters that carry nothing a reader sees: controls, zero-width characters, the soft hyphen,
+/// Characters that carry nothing a reader sees: controls, zero-width and bidirectional-control
+/// characters (which can also hide or reorder text), the soft hyphen,
 /// and private-use code points (icon fonts such as Font Awesome map their glyphs there, and an
 /// LLM would read them as noise).
 fn is_invisible(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{AD}'
-            | '\u{200B}'..='\u{200D}'
-            | '\u{2060}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
             | '\u{FEFF}'
             | '\u{E000}'..='\u{F8FF}'
             | '\u{F0000}'..='\u{10FFFF}')

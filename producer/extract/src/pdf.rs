@@ -31,7 +31,8 @@ pub(crate) fn extract(
     let doc = PdfDocument::from_bytes(bytes.to_vec()).map_err(|error| match error {
         pdf_oxide::Error::EncryptedPdf => ExtractError::Encrypted,
         other => {
-            tracing::debug!(error = %other, "PDF could not be opened");
+            // Parser messages can quote the document: log the kind of failure only.
+            tracing::debug!(error = ?std::mem::discriminant(&other), "PDF could not be opened");
             ExtractError::Unreadable {
                 reason: "the file is not a valid PDF or is damaged",
             }
@@ -48,7 +49,7 @@ pub(crate) fn extract(
     let pages = doc.page_count().map_err(|error| match error {
         pdf_oxide::Error::EncryptedPdf => ExtractError::Encrypted,
         other => {
-            tracing::debug!(error = %other, "PDF page tree could not be read");
+            tracing::debug!(error = ?std::mem::discriminant(&other), "PDF page tree could not be read");
             ExtractError::Unreadable {
                 reason: "the PDF's page structure is damaged",
             }
@@ -98,7 +99,7 @@ pub(crate) fn extract(
             // refuses the result if too little is left.
             Err(error) => {
                 failed_pages += 1;
-                tracing::debug!(page, error = %error, "PDF page text could not be extracted");
+                tracing::debug!(page, error = ?std::mem::discriminant(&error), "PDF page text could not be extracted");
             }
         }
     }
