@@ -61,6 +61,9 @@ impl Application {
         settings: ProducerSettings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        // Documents are read in a subprocess; without its binary no upload could be read.
+        let extractor = letterbox_extract::extractor().map_err(anyhow::Error::msg)?;
+        tracing::debug!(path = %extractor.display(), "Document extractor found");
         let connections = Connections::open(
             &settings.broker.amqp_url,
             "letterbox-producer",

@@ -70,6 +70,7 @@ impl ApiError {
                     StatusCode::PAYLOAD_TOO_LARGE
                 }
                 ExtractError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ExtractError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -114,6 +115,10 @@ impl ApiError {
             Self::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            Self::Document {
+                error: ExtractError::Busy,
+                ..
+            } => Some(2),
             Self::Job {
                 code: FailureCode::SecretUnavailable,
                 ..

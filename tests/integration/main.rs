@@ -4,5 +4,6 @@
 mod api;
 mod documents;
 mod helpers;
+mod hostile;
 mod secrets;
 mod workers;

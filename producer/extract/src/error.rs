@@ -54,6 +54,10 @@ pub enum ExtractError {
         "Reading the document took too long. Upload a simpler file (for example a PDF without large images) or paste the text."
     )]
     TimedOut,
+
+    /// Every extraction slot is taken and none freed up in time: the server is overloaded (503).
+    #[error("Too many documents are being read right now. Try again in a few seconds.")]
+    Busy,
 }
 
 impl ExtractError {
@@ -69,6 +73,7 @@ impl ExtractError {
             Self::Garbled => "garbled_text",
             Self::Unreadable { .. } => "unreadable_document",
             Self::TimedOut => "extraction_timeout",
+            Self::Busy => "overloaded",
         }
     }
 }

@@ -1,32 +1,76 @@
-//! Runs extraction away from the async runtime. Parsers of hostile files can panic, recurse
-//! deeply or spin; none of that may take down the process or stall the reactor. Each extraction
-//! gets its own OS thread with a large stack, a panic becomes a 422, and the caller stops waiting
-//! at the time limit.
+//! Runs extraction in a subprocess (`letterbox-extract`). Parsers of hostile files can panic,
+//! recurse until the stack overflows, spin or allocate without end; a stack overflow aborts a
+//! process and cannot be caught, so none of it may happen inside the server. Each document gets
+//! a fresh process that limits its own address space and CPU time; the server only sees a
+//! result, a refusal, or an exit status it turns into "could not be parsed".
 
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, LazyLock};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::{Semaphore, oneshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::Semaphore;
 
+use crate::wire::{WireRequest, WireResult};
 use crate::{DocumentKind, ExtractError, Extracted, Limits, extract_declared};
-
-/// pdf_oxide parses nested objects recursively. 64 MiB of (lazily committed) stack covers, with
-/// a wide margin, every nesting depth the pre-flight scan in `pdf_guard` lets through; an
-/// overflow would abort the process, not just this thread.
-const STACK_SIZE: usize = 64 * 1024 * 1024;
 
 /// Extractions running at once across the process. Each can use a core and tens of MB, so a
 /// burst of uploads queues here instead of exhausting the machine.
 const MAX_CONCURRENT: usize = 4;
 
-/// Shared by every caller; the permit travels into the worker thread so that a thread still
-/// running after its caller timed out keeps counting against the bound.
+/// How long an upload may wait for a slot before the server says it is busy (503).
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// The subprocess's address-space limit: far above what a resume needs, far below the machine.
+const MAX_ADDRESS_SPACE: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The environment variable naming the `letterbox-extract` binary, when it is not installed
+/// beside the producer.
+pub const EXTRACTOR_ENV: &str = "LETTERBOX_EXTRACTOR";
+
 static PERMITS: LazyLock<Arc<Semaphore>> =
     LazyLock::new(|| Arc::new(Semaphore::new(MAX_CONCURRENT)));
 
-const PANICKED: ExtractError = ExtractError::Unreadable {
+static EXTRACTOR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+const CRASHED: ExtractError = ExtractError::Unreadable {
     reason: "the document could not be parsed",
 };
+
+/// Finds `letterbox-extract`: `$LETTERBOX_EXTRACTOR`, else beside the running executable (or one
+/// folder up, where Cargo puts binaries relative to test executables).
+pub fn extractor() -> Result<&'static PathBuf, String> {
+    EXTRACTOR
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os(EXTRACTOR_ENV) {
+                let path = PathBuf::from(path);
+                return if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(format!("{EXTRACTOR_ENV}={} is not a file", path.display()))
+                };
+            }
+            let exe = std::env::current_exe().map_err(|e| format!("no current executable: {e}"))?;
+            let name = format!("letterbox-extract{}", std::env::consts::EXE_SUFFIX);
+            exe.ancestors()
+                .skip(1)
+                .take(2)
+                .map(|dir| dir.join(&name))
+                .find(|candidate| candidate.is_file())
+                .ok_or_else(|| {
+                    format!(
+                        "the document extractor `{name}` was not found beside {}; install it \
+                         there or set {EXTRACTOR_ENV}",
+                        exe.display()
+                    )
+                })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
 
 pub(crate) async fn run(
     bytes: Vec<u8>,
@@ -39,53 +83,107 @@ pub(crate) async fn run(
             limit_bytes: limits.max_bytes,
         });
     }
-    // Waiting for a slot is not bounded by `limits.timeout`, which measures the document, not
-    // the server's load; callers that need a bound on queueing wrap this future in their own.
-    let permit =
-        Arc::clone(&PERMITS)
-            .acquire_owned()
-            .await
-            .map_err(|_| ExtractError::Unreadable {
-                reason: "the server is shutting down",
-            })?;
-
-    let (sender, receiver) = oneshot::channel();
-    let timeout = limits.timeout;
-    std::thread::Builder::new()
-        .name("letterbox-extract".to_owned())
-        .stack_size(STACK_SIZE)
-        .spawn(move || {
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                extract_declared(&bytes, declared, &limits)
-            }));
-            drop(permit);
-            let result = outcome.unwrap_or_else(|_| {
-                tracing::warn!(
-                    bytes = bytes.len(),
-                    "Document parser panicked; the upload is refused as unreadable"
-                );
-                Err(PANICKED)
-            });
-            // The receiver is gone when the caller timed out; the result is simply dropped.
-            let _ = sender.send(result);
-        })
+    let permit = tokio::time::timeout(MAX_QUEUE_WAIT, Arc::clone(&PERMITS).acquire_owned())
+        .await
+        .map_err(|_| ExtractError::Busy)?
+        .map_err(|_| ExtractError::Busy)?;
+    let binary = extractor().map_err(|message| {
+        tracing::error!(%message, "Cannot extract documents");
+        ExtractError::Unreadable {
+            reason: "the server could not start reading the document",
+        }
+    })?;
+    let request =
+        serde_json::to_string(&WireRequest::new(declared, &limits)).map_err(|_| CRASHED)?;
+    let mut child = Command::new(binary)
+        .arg(request)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // A timed-out extraction is killed, not left running.
+        .kill_on_drop(true)
+        .spawn()
         .map_err(|error| {
-            tracing::error!(error = %error, "Could not start an extraction thread");
+            tracing::error!(%error, "Could not start the document extractor");
             ExtractError::Unreadable {
                 reason: "the server could not start reading the document",
             }
         })?;
-
-    match tokio::time::timeout(timeout, receiver).await {
-        Ok(Ok(result)) => result,
-        // The thread ended without sending: only a panic outside `catch_unwind` does that.
-        Ok(Err(_)) => Err(PANICKED),
+    let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(CRASHED);
+    };
+    // Room for the longest text allowed, in JSON (escapes can double it), plus framing.
+    let output_cap = u64::try_from(limits.max_chars.saturating_mul(8).saturating_add(64 * 1024))
+        .unwrap_or(u64::MAX);
+    let exchange = async {
+        let write = async {
+            // The child may exit before reading everything (a refused header); that is its answer.
+            let _ = stdin.write_all(&bytes).await;
+            drop(stdin);
+        };
+        let mut output = Vec::new();
+        let mut limited = (&mut stdout).take(output_cap);
+        let read = limited.read_to_end(&mut output);
+        let ((), read) = tokio::join!(write, read);
+        let status = child.wait().await;
+        (read, status, output)
+    };
+    let (read, status, output) = match tokio::time::timeout(limits.timeout, exchange).await {
+        Ok(done) => done,
         Err(_) => {
             tracing::warn!(
-                timeout_ms = timeout.as_millis() as u64,
+                timeout_ms = limits.timeout.as_millis() as u64,
                 "Document extraction timed out"
             );
-            Err(ExtractError::TimedOut)
+            return Err(ExtractError::TimedOut);
+        }
+    };
+    drop(permit);
+    match (read, status) {
+        (Ok(_), Ok(status)) if status.success() => serde_json::from_slice::<WireResult>(&output)
+            .map(Into::into)
+            .unwrap_or(Err(CRASHED)),
+        (_, status) => {
+            // A crash (stack overflow, a limit hit, a panic): the document is what broke it.
+            tracing::warn!(status = ?status.ok(), bytes = bytes.len(), "Document extractor failed; the upload is refused as unreadable");
+            Err(CRASHED)
         }
     }
 }
+
+/// The subprocess's side: applies the resource limits, reads the document from `input` and
+/// returns the JSON to print. An `Err` is a usage error (a bad request argument).
+pub fn run_subprocess(request: &str, input: impl Read) -> Result<Vec<u8>, String> {
+    let request: WireRequest =
+        serde_json::from_str(request).map_err(|e| format!("bad request argument: {e}"))?;
+    let limits = request.limits();
+    let cpu_seconds = limits.timeout.as_secs().saturating_add(1);
+    // Best effort: where a limit cannot be set, the producer's timeout still applies.
+    let _ = rlimit::setrlimit(rlimit::Resource::AS, MAX_ADDRESS_SPACE, MAX_ADDRESS_SPACE);
+    let _ = rlimit::setrlimit(rlimit::Resource::CPU, cpu_seconds, cpu_seconds);
+    let _ = rlimit::setrlimit(rlimit::Resource::FSIZE, 0, 0);
+    let _ = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0);
+
+    let cap = u64::try_from(limits.max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut bytes = Vec::new();
+    input
+        .take(cap)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the document: {e}"))?;
+    let declared = request.declared.map(DocumentKind::from);
+    // pdf_oxide recurses on nested objects; a big stack turns most deep files into results, and
+    // the rest into an abort of this process only.
+    let result = std::thread::Builder::new()
+        .stack_size(STACK_SIZE)
+        .spawn(move || extract_declared(&bytes, declared, &limits))
+        .map_err(|e| format!("cannot start the extraction thread: {e}"))?
+        .join()
+        .unwrap_or(Err(CRASHED));
+    serde_json::to_vec(&WireResult::from(result))
+        .map_err(|e| format!("cannot encode the result: {e}"))
+}
+
+const STACK_SIZE: usize = 64 * 1024 * 1024;

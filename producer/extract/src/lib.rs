@@ -7,9 +7,10 @@
 //! fonts, hidden text only) is refused with an [`ExtractError`] whose message tells the user
 //! what to do, rather than sent to the LLM as an empty or noisy prompt.
 //!
-//! The producer calls [`extract_isolated`], which runs the parsers on a dedicated thread so that
-//! a parser panic or a slow file costs one request, not the process. A stack overflow cannot be
-//! caught that way, so PDF nesting deep enough to cause one is refused before parsing.
+//! The producer calls [`extract_isolated`], which runs the parsers in a short-lived subprocess
+//! (`letterbox-extract`, this crate's binary) with its own memory and CPU limits, so that a parser
+//! panic, a stack overflow or a slow file costs one request, not the server. PDF nesting deep
+//! enough to overflow a stack is also refused before parsing.
 
 mod docx;
 mod error;
@@ -19,11 +20,13 @@ mod pdf;
 mod pdf_guard;
 mod quality;
 mod sniff;
+mod wire;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use error::ExtractError;
+pub use isolate::{EXTRACTOR_ENV, extractor, run_subprocess};
 pub use normalize::normalize;
 
 /// Bounds applied to every document. The defaults suit resumes and job descriptions.
