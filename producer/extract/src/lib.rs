@@ -240,11 +240,10 @@ fn finish(raw: &str, limits: &Limits) -> Result<String, ExtractError> {
     Ok(text)
 }
 
-/// [`extract`] on a dedicated thread with a 64 MiB stack, inside `catch_unwind`, bounded by
-/// [`Limits::timeout`] and by a process-wide cap on concurrent extractions. A panic becomes
-/// [`ExtractError::Unreadable`], the time limit [`ExtractError::TimedOut`]; a thread still busy
-/// after the time limit is left to finish on its own (PDF extraction stops itself at the next
-/// page).
+/// [`extract`] in a `letterbox-extract` subprocess with its own address-space and CPU limits,
+/// bounded by [`Limits::timeout`] (the process is killed then) and by a process-wide cap on
+/// concurrent extractions (waiting more than a few seconds for a slot is [`ExtractError::Busy`]).
+/// A crash of the subprocess, whatever its cause, becomes [`ExtractError::Unreadable`].
 pub async fn extract_isolated(bytes: Vec<u8>, limits: Limits) -> Result<Extracted, ExtractError> {
     isolate::run(bytes, None, limits).await
 }

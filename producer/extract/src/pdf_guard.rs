@@ -8,7 +8,8 @@
 //! compression filters.
 //!
 //! Known gaps: streams of encrypted files are ciphertext here and are not looked into, and PNG
-//! or TIFF predictors are not undone. The thread's 64 MiB stack is the backstop for those.
+//! or TIFF predictors are not undone. For those, the extraction subprocess is the backstop: its
+//! crash costs one request.
 
 use pdf_oxide::decoders::{
     Ascii85Decoder, AsciiHexDecoder, BrotliDecoder, FlateDecoder, LzwDecoder, RunLengthDecoder,
