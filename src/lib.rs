@@ -14,6 +14,18 @@ pub mod time;
 
 pub use job::{FailureCode, Job, JobFailure, Length, Letter, LetterOptions, Outcome, Reply, Tone};
 
+/// What a binary's `main` does with a start-up or run error: one clear line with its causes
+/// (no backtrace, whatever `RUST_BACKTRACE` says) and exit status 1.
+pub fn exit_on_error(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Installs the process-wide TLS crypto provider (ring) that reqwest and the Vault client use.
 /// Idempotent; every binary calls it first.
 pub fn install_crypto_provider() {

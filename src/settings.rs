@@ -21,7 +21,6 @@ pub struct BrokerSettings {
         long,
         env = env::AMQP_URL,
         default_value = DEFAULT_AMQP_URL,
-        hide_default_value = true,
         hide_env_values = true
     )]
     pub amqp_url: SecretString,

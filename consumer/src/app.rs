@@ -140,6 +140,12 @@ impl ConsumerApp {
                 get(|| async { Json(json!({ "status": "ok" })) }),
             )
             .route("/metrics", get(render_metrics))
+            .fallback(|| async {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    Json(json!({"error": {"code": "not_found", "message": "this port serves /healthz and /metrics"}})),
+                )
+            })
             .with_state((Arc::clone(&self.metrics), self.concurrency));
         let metrics_shutdown = self.shutdown.clone();
         let listener = self.metrics_listener;

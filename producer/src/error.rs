@@ -23,6 +23,11 @@ pub enum ApiError {
         field: &'static str,
         min_letters: usize,
     },
+    #[error("{field} is longer than {limit_chars} characters")]
+    TextTooLong {
+        field: &'static str,
+        limit_chars: usize,
+    },
     #[error("the request body is larger than {limit_bytes} bytes")]
     BodyTooLarge { limit_bytes: usize },
     #[error("send application/json or multipart/form-data")]
@@ -75,6 +80,7 @@ impl ApiError {
             },
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TextTooShort { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TextTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -99,6 +105,7 @@ impl ApiError {
             Self::Document { error, .. } => error.code(),
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::TextTooShort { .. } => "text_too_short",
+            Self::TextTooLong { .. } => "text_too_long",
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::DeadlineExceeded { .. } => "timeout",
             Self::Job { code, .. } => code.as_str(),

@@ -199,20 +199,10 @@ async fn read_multipart(
             ));
         }
         (Some(json), true) => {
-            serde_json::from_slice::<LetterOptions>(&json.bytes).map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_options",
-                    format!("options: {}", describe_json_error(&e)),
-                )
-            })?
+            serde_json::from_slice::<LetterOptions>(&json.bytes).map_err(|e| options_error(&e))?
         }
         (None, _) => serde_json::from_value::<LetterOptions>(serde_json::Value::Object(flat))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_options",
-                    format!("options: {}", describe_json_error(&e)),
-                )
-            })?,
+            .map_err(|e| options_error(&e))?,
     };
 
     // Both documents are extracted concurrently, each on its own isolated thread.
@@ -246,6 +236,10 @@ fn pasted_text_error(field: &'static str, error: ExtractError, limits: &Limits) 
         ExtractError::NoText => ApiError::TextTooShort {
             field,
             min_letters: limits.min_letters,
+        },
+        ExtractError::TooLarge { .. } | ExtractError::TooLong { .. } => ApiError::TextTooLong {
+            field,
+            limit_chars: limits.max_chars,
         },
         error => ApiError::Document { field, error },
     }
@@ -328,30 +322,65 @@ fn multipart_error(
 }
 
 fn json_error(error: serde_json::Error) -> ApiError {
-    ApiError::bad_request("invalid_json", describe_json_error(&error))
+    let (code, message) = describe_json_error(&error, "the body");
+    ApiError::bad_request(code, message)
 }
 
-/// serde_json's messages can quote the offending value, which may be document text: keep what
-/// was expected and where, never the value.
-fn describe_json_error(error: &serde_json::Error) -> String {
+fn options_error(error: &serde_json::Error) -> ApiError {
+    let (code, message) = describe_json_error(error, "options");
+    let code = if code == "invalid_json" {
+        "invalid_options"
+    } else {
+        code
+    };
+    ApiError::bad_request(code, message)
+}
+
+/// A code and a message for a JSON error. serde_json's messages can quote the offending value,
+/// which may be document text: keep field names, what was expected and where, never the value.
+fn describe_json_error(error: &serde_json::Error, subject: &str) -> (&'static str, String) {
     use serde_json::error::Category;
-    let at = format!("line {}, column {}", error.line(), error.column());
-    match error.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            format!("the body is not valid JSON ({at})")
+    // Values built from form fields have no position.
+    let at = if error.line() == 0 {
+        String::new()
+    } else {
+        format!(" (line {}, column {})", error.line(), error.column())
+    };
+    if matches!(
+        error.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
+        return ("invalid_json", format!("{subject} is not valid JSON{at}"));
+    }
+    let message = error.to_string();
+    let bare = message.split(" at line ").next().unwrap_or(&message);
+    let expected = bare.split("expected ").nth(1);
+    // Field names only, e.g. "unknown field `resume`, expected one of …".
+    for (prefix, code) in [
+        ("unknown field", "unknown_field"),
+        ("duplicate field", "duplicate_field"),
+        ("missing field", "missing_field"),
+    ] {
+        if bare.starts_with(prefix) {
+            return (code, format!("{bare}{at}"));
         }
-        Category::Data => {
-            let message = error.to_string();
-            if message.starts_with("unknown field") || message.starts_with("missing field") {
-                // Field names only, e.g. "unknown field `resume`, expected one of …".
-                message
-            } else if let Some(expected) = message.split("expected ").nth(1) {
-                let expected = expected.split(" at line").next().unwrap_or(expected);
-                format!("a field has the wrong type or value: expected {expected} ({at})")
-            } else {
-                format!("a field has the wrong type or value ({at})")
-            }
-        }
+    }
+    if bare.starts_with("unknown variant") {
+        let expected = expected.unwrap_or("one of the documented values");
+        return (
+            "invalid_options",
+            format!("an option has an unknown value: expected {expected}{at}"),
+        );
+    }
+    match expected {
+        Some(expected) => (
+            "invalid_json",
+            format!("a field has the wrong type or value: expected {expected}{at}"),
+        ),
+        None => (
+            "invalid_json",
+            format!("a field has the wrong type or value{at}"),
+        ),
     }
 }
 
@@ -390,7 +419,8 @@ mod tests {
         )
         .err()
         .unwrap();
-        let message = describe_json_error(&error);
+        let (code, message) = describe_json_error(&error, "the body");
+        assert_eq!(code, "invalid_json");
         assert!(!message.contains("Jane"), "{message}");
         assert!(
             message.starts_with("a field has the wrong type or value: expected u16"),
@@ -403,10 +433,36 @@ mod tests {
         let error = serde_json::from_str::<JsonRequest>(r#"{"resume": "x"}"#)
             .err()
             .unwrap();
+        let (code, message) = describe_json_error(&error, "the body");
+        assert_eq!(code, "unknown_field");
         assert!(
-            describe_json_error(&error).starts_with("unknown field `resume`, expected one of"),
-            "{}",
-            describe_json_error(&error)
+            message.starts_with("unknown field `resume`, expected one of"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_and_unknown_option_values_get_their_own_codes() {
+        let error =
+            serde_json::from_str::<JsonRequest>(r#"{"resume_text": "a", "resume_text": "b"}"#)
+                .err()
+                .unwrap();
+        assert_eq!(
+            describe_json_error(&error, "the body"),
+            (
+                "duplicate_field",
+                "duplicate field `resume_text` (line 1, column 34)".to_owned()
+            )
+        );
+        let error = serde_json::from_str::<JsonRequest>(r#"{"options": {"tone": "Jane Roe"}}"#)
+            .err()
+            .unwrap();
+        let (code, message) = describe_json_error(&error, "the body");
+        assert_eq!(code, "invalid_options");
+        assert!(!message.contains("Jane"), "{message}");
+        assert!(
+            message.starts_with("an option has an unknown value: expected one of `professional`"),
+            "{message}"
         );
     }
 

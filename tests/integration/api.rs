@@ -102,7 +102,7 @@ async fn malformed_requests_get_a_400_with_a_code_and_no_llm_call() {
         ),
         (
             json!({"resume_text": RESUME, "job_description": job_description(), "options": {"tone": "sarcastic"}}),
-            "invalid_json",
+            "invalid_options",
             "",
         ),
         (
@@ -117,7 +117,7 @@ async fn malformed_requests_get_a_400_with_a_code_and_no_llm_call() {
         ),
         (
             json!({"resume": RESUME, "job_description": "x"}),
-            "invalid_json",
+            "unknown_field",
             "",
         ),
     ];
@@ -173,7 +173,10 @@ async fn oversized_bodies_and_texts_are_refused_with_413() {
         .post_json(&json!({"resume_text": long_resume, "job_description": job_description()}))
         .await;
     assert_eq!(answer.status, 413, "{}", answer.body);
-    assert_eq!(answer.body["error"]["code"], "text_too_long");
+    assert_eq!(
+        answer.body,
+        json!({"error": {"code": "text_too_long", "message": "resume_text is longer than 50000 characters"}})
+    );
     assert_eq!(app.stub.request_count(), 0);
     app.stop().await;
 }

@@ -55,11 +55,7 @@ pub async fn delete_secret(path: &str) {
 
 /// The third-party documents in `shared/corpus` beside the repository.
 pub fn corpus(name: &str) -> Vec<u8> {
-    let dir = std::env::var("LETTERBOX_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
-        });
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"));
     let path = dir.join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }

@@ -226,6 +226,13 @@ pub fn prepare_text(text: &str, limits: &Limits) -> Result<String, ExtractError>
             limit_bytes: limits.max_bytes,
         });
     }
+    // No character takes more than four bytes, so text this long cannot fit after normalising
+    // either; refusing it now spares normalising megabytes for nothing.
+    if text.len() > limits.max_chars.saturating_mul(4) {
+        return Err(ExtractError::TooLong {
+            limit_chars: limits.max_chars,
+        });
+    }
     finish(text, limits)
 }
 
