@@ -75,8 +75,12 @@ impl ConsumerApp {
         .context("could not connect to Vault")?;
         let key_path = KvPath::parse(&settings.llm_key_path, &settings.llm_key_field)?;
         // A wrong path or policy is a configuration error: say so now, once, and stop.
+        let metrics = Arc::new(Metrics::new());
         match secrets.read(&key_path).await {
-            Ok(_) => tracing::info!(path = %key_path, "LLM key found in Vault"),
+            Ok(key) => {
+                metrics.note_key(&key);
+                tracing::info!(path = %key_path, version = key.version, "LLM key found in Vault");
+            }
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, "Vault is not answering yet; jobs will retry reading the key");
             }
@@ -101,7 +105,6 @@ impl ConsumerApp {
             .await
             .context("could not subscribe to the jobs queue")?;
 
-        let metrics = Arc::new(Metrics::new());
         let worker = Arc::new(Worker {
             replier,
             secrets: Arc::new(secrets),
@@ -157,6 +160,11 @@ impl ConsumerApp {
                 tracing::error!(%error, "Metrics server failed");
             }
         });
+
+        let secrets = Arc::clone(&self.worker.secrets);
+        let login_shutdown = self.shutdown.clone();
+        self.tracker
+            .spawn(async move { secrets.maintain_login(login_shutdown).await });
 
         tracing::info!(concurrency = self.concurrency, "Taking jobs");
         let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));

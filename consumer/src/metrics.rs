@@ -1,6 +1,10 @@
 //! The worker's metrics, rendered on `/metrics`.
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use letterbox::telemetry::{Counter, CounterVec, Gauge, LatencyHistogram};
+use letterbox_vault::SecretValue;
 
 pub struct Metrics {
     pub jobs: CounterVec,
@@ -11,6 +15,8 @@ pub struct Metrics {
     pub processing: LatencyHistogram,
     pub end_to_end: LatencyHistogram,
     pub overhead: LatencyHistogram,
+    /// Creation time (s since the epoch) of the LLM key version last used; 0 before the first.
+    key_created_at_s: AtomicU64,
 }
 
 impl Metrics {
@@ -49,6 +55,14 @@ impl Metrics {
                 "letterbox_overhead_seconds",
                 "End-to-end time minus the LLM provider's time: what Letterbox adds.",
             ),
+            key_created_at_s: AtomicU64::new(0),
+        }
+    }
+
+    /// Remembers the version of the LLM key in use, for `letterbox_secret_age_seconds`.
+    pub fn note_key(&self, key: &SecretValue) {
+        if let Some(created) = key.created_at_s {
+            self.key_created_at_s.store(created, Ordering::Relaxed);
         }
     }
 
@@ -63,6 +77,16 @@ impl Metrics {
         );
         capacity_gauge.set(i64::from(capacity));
         capacity_gauge.render(&mut out);
+        let created = self.key_created_at_s.load(Ordering::Relaxed);
+        if created > 0 {
+            let age = (letterbox::time::now_ms() / 1000).saturating_sub(created);
+            let _ = writeln!(
+                out,
+                "# HELP letterbox_secret_age_seconds Age of the secret version in use, from Vault's metadata.\n\
+                 # TYPE letterbox_secret_age_seconds gauge\n\
+                 letterbox_secret_age_seconds{{secret=\"llm_key\"}} {age}"
+            );
+        }
         for histogram in [
             &self.queue_wait,
             &self.llm,

@@ -143,11 +143,38 @@ impl Worker {
         // Room for the requested words in any language, plus the greeting and closing.
         let max_tokens = u32::from(job.options.words()) * 4 + 256;
 
-        match self
+        self.metrics.note_key(&key);
+        let mut result = self
             .llm
             .complete(&key.value, &prompt, max_tokens, timeout)
-            .await
-        {
+            .await;
+        if matches!(result, Err(LlmError::Unauthorized(_))) {
+            // The key may have been rotated: read it again, and if Vault holds a newer version,
+            // try once more with it before the deadline. A rotation under load fails no job.
+            self.secrets.invalidate(&self.key_path).await;
+            if let Ok(fresh) = self.secrets.read(&self.key_path).await
+                && fresh.version != key.version
+            {
+                tracing::info!(
+                    version = fresh.version,
+                    "Retrying with a newer LLM key from Vault"
+                );
+                self.metrics.note_key(&fresh);
+                let remaining = Duration::from_millis(
+                    job.deadline_ms.saturating_sub(letterbox::time::now_ms()),
+                );
+                result = self
+                    .llm
+                    .complete(
+                        &fresh.value,
+                        &prompt,
+                        max_tokens,
+                        remaining.min(self.llm_timeout),
+                    )
+                    .await;
+            }
+        }
+        match result {
             Ok(completion) => {
                 self.metrics.llm.record(completion.elapsed);
                 let letter = Letter {
@@ -161,10 +188,6 @@ impl Worker {
             }
             Err(error) => {
                 tracing::warn!(job_id = %job.id, %error, "LLM call failed");
-                if matches!(error, LlmError::Unauthorized(_)) {
-                    // The key may have been rotated: the next job reads it from Vault again.
-                    self.secrets.invalidate(&self.key_path).await;
-                }
                 let (code, retry_after) = match &error {
                     LlmError::Timeout(_) => (FailureCode::LlmTimeout, None),
                     LlmError::RateLimited { retry_after } => {

@@ -86,6 +86,7 @@ pub struct Options {
     pub concurrency: u16,
     pub max_upload_bytes: usize,
     pub queue_max_length: u32,
+    pub secret_cache_ttl_secs: u64,
 }
 
 impl Default for Options {
@@ -101,6 +102,7 @@ impl Default for Options {
             concurrency: 8,
             max_upload_bytes: 10 * 1024 * 1024,
             queue_max_length: 10_000,
+            secret_cache_ttl_secs: 300,
         }
     }
 }
@@ -149,7 +151,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut tasks = Vec::new();
     let mut consumer_metrics = Vec::new();
     for _ in 0..options.consumers {
-        let settings = consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
+        let mut settings =
+            consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
+        settings.secret_cache_ttl_secs = options.secret_cache_ttl_secs;
         let app = ConsumerApp::build(settings, shutdown.child_token())
             .await
             .unwrap();

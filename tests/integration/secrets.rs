@@ -9,7 +9,8 @@ use vaultrs::api::auth::approle::requests::SetAppRoleRequest;
 use letterbox_consumer::ConsumerSettings;
 
 use crate::helpers::{
-    Options, TestApp, clean_up, consumer_settings, job_description, spawn_app_with, vault_client,
+    Options, TestApp, clean_up, consumer_settings, job_description, metric, put_key,
+    spawn_app_with, vault_client,
 };
 
 fn request() -> serde_json::Value {
@@ -39,6 +40,11 @@ struct AppRole {
 
 impl AppRole {
     async fn reading(readable: &str) -> Self {
+        Self::reading_with_ttl(readable, "10m", "20m").await
+    }
+
+    /// An AppRole whose tokens live `ttl` and can be renewed up to `max_ttl`.
+    async fn reading_with_ttl(readable: &str, ttl: &str, max_ttl: &str) -> Self {
         let client = vault_client();
         let id = Uuid::new_v4().simple().to_string();
         let mount = format!("approle-test-{id}");
@@ -57,7 +63,8 @@ impl AppRole {
             Some(
                 SetAppRoleRequest::builder()
                     .token_policies(vec![policy.clone()])
-                    .token_ttl("10m"),
+                    .token_ttl(ttl)
+                    .token_max_ttl(max_ttl),
             ),
         )
         .await
@@ -180,5 +187,97 @@ async fn wrong_approle_credentials_are_refused_at_start_up() {
         "{message}"
     );
     assert!(!message.contains("not-the-secret-id"), "{message}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rotating_the_llm_key_under_load_fails_no_job() {
+    let app = spawn_app_with(Options {
+        latency: std::time::Duration::from_millis(150),
+        ..Options::default()
+    })
+    .await;
+    let rotated = format!("rotated-{}", Uuid::new_v4().simple());
+    let requests = 24;
+    let load = futures_util::future::join_all((0..requests).map(|i| {
+        let app = &app;
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(40 * i)).await;
+            app.post_json(&request()).await
+        }
+    }));
+    // Mid-load: a new version in Vault, then the old key revoked at the provider. Workers still
+    // hold the old key in their cache, so the next calls are refused with 401 and retried.
+    let rotate = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        put_key(&app.key_path, &rotated).await;
+        app.stub.set_key(rotated.clone());
+    };
+    let (answers, ()) = tokio::join!(load, rotate);
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let calls = app.stub.requests();
+    let authorized = calls.iter().filter(|call| call.authorized).count();
+    let refused = calls.len() - authorized;
+    assert_eq!(authorized, answers.len(), "one accepted call per letter");
+    assert!(
+        refused >= 1,
+        "no call used the revoked key, so the retry was never exercised"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_key_version_in_vault_is_used_once_the_cache_expires() {
+    let app = spawn_app_with(Options {
+        secret_cache_ttl_secs: 1,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(app.post_json(&request()).await.status, 200);
+    let rotated = format!("rotated-{}", Uuid::new_v4().simple());
+    put_key(&app.key_path, &rotated).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    app.stub.set_key(rotated);
+
+    let answer = app.post_json(&request()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Picked up through the cache's expiry, not through a refusal and a retry.
+    assert!(app.stub.requests().iter().all(|call| call.authorized));
+
+    let (_, text) = app
+        .get_text(&format!("http://{}/metrics", app.consumer_metrics[0]))
+        .await;
+    let age = metric(&text, "letterbox_secret_age_seconds{secret=\"llm_key\"}").unwrap();
+    assert!(
+        (0.0..=5.0).contains(&age),
+        "the key version in use is {age} s old"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_keeps_reading_the_key_past_its_vault_tokens_lifetime() {
+    // Tokens live 2 s and at most 4 s: the worker must renew, then log in again.
+    let mut app = spawn_app_with(Options::without_workers()).await;
+    let role = AppRole::reading_with_ttl(&app.key_path, "2s", "4s").await;
+    let mut settings = settings_with(&app, &role);
+    settings.secret_cache_ttl_secs = 1;
+    app.add_consumer(settings).await.unwrap();
+    for _ in 0..4 {
+        let answer = app.post_json(&request()).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    }
+    // Every call read the key anew (1 s cache) with a live token: all four were accepted.
+    assert_eq!(
+        app.stub
+            .requests()
+            .iter()
+            .filter(|call| call.authorized)
+            .count(),
+        4
+    );
     app.stop().await;
 }

@@ -129,8 +129,26 @@ impl VaultError {
 pub struct SecretValue {
     pub value: SecretString,
     pub version: u64,
-    /// RFC 3339 creation time of this version, from Vault's metadata.
-    pub created_time: String,
+    /// When this version was written, in seconds since the Unix epoch (from Vault's metadata;
+    /// `None` when Vault's timestamp could not be read).
+    pub created_at_s: Option<u64>,
+}
+
+impl SecretValue {
+    /// How old this version is, for rotation checks.
+    pub fn age(&self) -> Option<Duration> {
+        let created = self.created_at_s?;
+        let now = letterbox::time::now_ms() / 1000;
+        Some(Duration::from_secs(now.saturating_sub(created)))
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 time such as Vault's `created_time`.
+fn parse_created_time(text: &str) -> Option<u64> {
+    let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;
+    time.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 /// Reads secrets from Vault with an in-memory cache.
@@ -139,6 +157,8 @@ pub struct SecretStore {
     /// Behind a lock because a re-login replaces the token (`set_token` takes `&mut self`).
     client: RwLock<VaultClient>,
     cache: Cache<KvPath, Arc<SecretValue>>,
+    /// The current AppRole token's lease, which paces its renewal.
+    lease_seconds: tokio::sync::Mutex<u64>,
 }
 
 impl SecretStore {
@@ -153,6 +173,7 @@ impl SecretStore {
             settings,
             client: RwLock::new(client),
             cache,
+            lease_seconds: tokio::sync::Mutex::new(0),
         };
         if matches!(store.settings.auth, VaultAuth::AppRole { .. }) {
             store.login().await?;
@@ -171,6 +192,50 @@ impl SecretStore {
     /// Forgets a cached value, so the next read asks Vault (after the provider refused a key).
     pub async fn invalidate(&self, path: &KvPath) {
         self.cache.invalidate(path).await;
+    }
+
+    /// Keeps an AppRole token alive until `shutdown`: renews it at two thirds of its lease and
+    /// logs in again when renewal fails (the token reached its maximum TTL, or was revoked).
+    /// Returns at once for a token given to the process, which is not ours to renew.
+    pub async fn maintain_login(&self, shutdown: letterbox::shutdown::CancellationToken) {
+        if !matches!(self.settings.auth, VaultAuth::AppRole { .. }) {
+            return;
+        }
+        loop {
+            let lease = Duration::from_secs(*self.lease_seconds.lock().await);
+            // A lease of 0 never expires; look again in a while all the same.
+            let wait = if lease.is_zero() {
+                Duration::from_secs(300)
+            } else {
+                lease * 2 / 3
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait.max(Duration::from_secs(1))) => {}
+            }
+            let renewed = {
+                let client = self.client.read().await;
+                client.renew(None).await
+            };
+            match renewed {
+                Ok(auth) => {
+                    *self.lease_seconds.lock().await = auth.lease_duration;
+                    tracing::debug!(
+                        lease_seconds = auth.lease_duration,
+                        "Renewed the Vault token"
+                    );
+                }
+                Err(_) => {
+                    if let Err(error) = self.login().await {
+                        tracing::warn!(%error, "Could not renew the Vault token or log in again; retrying");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        }
+                    }
+                }
+            }
+        }
     }
 
     async fn fetch(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
@@ -213,7 +278,7 @@ impl SecretStore {
         Ok(Arc::new(SecretValue {
             value,
             version: response.metadata.version,
-            created_time: response.metadata.created_time,
+            created_at_s: parse_created_time(&response.metadata.created_time),
         }))
     }
 
@@ -237,6 +302,7 @@ impl SecretStore {
                     other => VaultError::Unreachable(other.to_string()),
                 })?;
         client.set_token(&auth.client_token);
+        *self.lease_seconds.lock().await = auth.lease_duration;
         tracing::info!(
             lease_seconds = auth.lease_duration,
             "Logged in to Vault with AppRole"
@@ -308,6 +374,19 @@ mod tests {
             build_client(&settings),
             Err(VaultError::InvalidAddress { .. })
         ));
+    }
+
+    #[test]
+    fn vault_creation_times_are_read_to_the_second() {
+        assert_eq!(
+            parse_created_time("2026-12-03T17:00:00.945319214Z"),
+            Some(1_796_317_200)
+        );
+        assert_eq!(
+            parse_created_time("2026-12-03T17:00:00Z"),
+            Some(1_796_317_200)
+        );
+        assert_eq!(parse_created_time("yesterday"), None);
     }
 
     #[test]

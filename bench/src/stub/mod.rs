@@ -168,6 +168,11 @@ impl StubHandle {
         self.state.request_count()
     }
 
+    /// Replaces the accepted key from the next call on (a rotation at the provider).
+    pub fn set_key(&self, key: impl Into<String>) {
+        self.state.set_key(key);
+    }
+
     /// Changes the injected failure from the next call on; the count of calls restarts, so the
     /// next call is the first to fail.
     pub fn set_failure(&self, failure: Option<Failure>) -> anyhow::Result<()> {

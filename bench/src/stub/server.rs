@@ -52,7 +52,8 @@ pub struct StubState {
 }
 
 struct Inner {
-    key: String,
+    /// Mutable, like a provider's: rotating a key there makes the old one stop working.
+    key: Mutex<String>,
     model: String,
     latency: Latency,
     failure: Mutex<Option<Failure>>,
@@ -69,7 +70,7 @@ impl StubState {
     fn new(config: StubConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                key: config.key,
+                key: Mutex::new(config.key),
                 model: config.model,
                 latency: config.latency,
                 failure: Mutex::new(config.failure),
@@ -90,6 +91,11 @@ impl StubState {
     /// Requests received since the start, including those no longer kept by `requests`.
     pub fn request_count(&self) -> usize {
         self.inner.received.load(Ordering::SeqCst)
+    }
+
+    /// Replaces the accepted key, as rotating it at a provider does: the old key stops working.
+    pub fn set_key(&self, key: impl Into<String>) {
+        *lock(&self.inner.key) = key.into();
     }
 
     /// Changes the injected failure; the next call is the first of the new cycle.
@@ -132,7 +138,7 @@ impl StubState {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
-            .is_some_and(|key| key.trim() == self.inner.key)
+            .is_some_and(|key| key.trim() == *lock(&self.inner.key))
     }
 }
 
