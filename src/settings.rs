@@ -11,6 +11,8 @@ pub const DEFAULT_JOBS_QUEUE: &str = "letterbox.jobs";
 pub const DEFAULT_QUEUE_MAX_LENGTH: u32 = 10_000;
 pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+pub const DEFAULT_VAULT_ADDR: &str = "http://127.0.0.1:8200";
+pub const DEFAULT_TOKENS_PATH: &str = "secret/letterbox/tokens";
 
 /// Where the broker is and what the queues look like. Producer and consumer must agree on the
 /// queue arguments: the first to start declares them, and the other's declaration must match.
@@ -49,6 +51,48 @@ impl Default for BrokerSettings {
     }
 }
 
+/// How to reach and authenticate to Vault (or OpenBao). Every Letterbox process that talks to
+/// Vault takes these; the Vault adapter turns them into a client.
+#[derive(Args, Clone)]
+pub struct VaultArgs {
+    /// Vault (or OpenBao) address.
+    #[arg(long, env = env::VAULT_ADDR, default_value = DEFAULT_VAULT_ADDR)]
+    pub vault_addr: String,
+
+    /// Vault token (development); prefer AppRole.
+    #[arg(long, env = env::VAULT_TOKEN, hide_env_values = true)]
+    pub vault_token: Option<SecretString>,
+
+    /// AppRole role id.
+    #[arg(long, env = env::VAULT_ROLE_ID)]
+    pub vault_role_id: Option<String>,
+
+    /// AppRole secret id.
+    #[arg(long, env = env::VAULT_SECRET_ID, hide_env_values = true)]
+    pub vault_secret_id: Option<SecretString>,
+
+    /// Mount path of the AppRole auth method.
+    #[arg(long, env = env::VAULT_APPROLE_MOUNT, default_value = "approle")]
+    pub vault_approle_mount: String,
+
+    /// Timeout of one Vault request, in milliseconds.
+    #[arg(long, env = env::VAULT_TIMEOUT_MS, default_value_t = 5_000)]
+    pub vault_timeout_ms: u64,
+}
+
+impl Default for VaultArgs {
+    fn default() -> Self {
+        Self {
+            vault_addr: DEFAULT_VAULT_ADDR.to_owned(),
+            vault_token: None,
+            vault_role_id: None,
+            vault_secret_id: None,
+            vault_approle_mount: "approle".to_owned(),
+            vault_timeout_ms: 5_000,
+        }
+    }
+}
+
 /// The options of `command` that no environment variable can set (help and version aside).
 /// Every binary's tests assert this is empty: the README's table lists variables, not flags.
 pub fn options_without_env(command: &clap::Command) -> Vec<String> {
@@ -78,6 +122,8 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         broker: BrokerSettings,
+        #[command(flatten)]
+        vault: VaultArgs,
     }
 
     #[test]
@@ -94,6 +140,13 @@ mod tests {
         assert_eq!(
             default("max_deliveries"),
             defaults.max_deliveries.to_string()
+        );
+        let vault = VaultArgs::default();
+        assert_eq!(default("vault_addr"), vault.vault_addr);
+        assert_eq!(default("vault_approle_mount"), vault.vault_approle_mount);
+        assert_eq!(
+            default("vault_timeout_ms"),
+            vault.vault_timeout_ms.to_string()
         );
         assert!(options_without_env(&command).is_empty());
     }

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox_rabbitmq::{Connections, JobStream, Replier, Topology};
-use letterbox_vault::{KvPath, SecretStore, VaultAuth, VaultSettings};
+use letterbox_vault::{KvPath, SecretStore, VaultSettings};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -49,30 +49,14 @@ impl ConsumerApp {
         if settings.concurrency == 0 {
             bail!("LETTERBOX_CONCURRENCY must be at least 1");
         }
-        let auth = match (
-            &settings.vault_role_id,
-            &settings.vault_secret_id,
-            &settings.vault_token,
-        ) {
-            (Some(role_id), Some(secret_id), _) => VaultAuth::AppRole {
-                mount: settings.vault_approle_mount.clone(),
-                role_id: role_id.clone(),
-                secret_id: secret_id.clone(),
-            },
-            (None, None, Some(token)) => VaultAuth::Token(token.clone()),
-            (Some(_), None, _) | (None, Some(_), _) => {
-                bail!("AppRole needs both VAULT_ROLE_ID and VAULT_SECRET_ID")
-            }
-            (None, None, None) => bail!("set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID"),
-        };
-        let secrets = SecretStore::connect(VaultSettings {
-            addr: settings.vault_addr.clone(),
-            auth,
-            timeout: Duration::from_millis(settings.vault_timeout_ms),
-            cache_ttl: Duration::from_secs(settings.secret_cache_ttl_secs),
-        })
-        .await
-        .context("could not connect to Vault")?;
+        let vault = VaultSettings::from_args(
+            &settings.vault,
+            Duration::from_secs(settings.secret_cache_ttl_secs),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let secrets = SecretStore::connect(vault)
+            .await
+            .context("could not connect to Vault")?;
         let key_path = KvPath::parse(&settings.llm_key_path, &settings.llm_key_field)?;
         // A wrong path or policy is a configuration error: say so now, once, and stop.
         let metrics = Arc::new(Metrics::new());

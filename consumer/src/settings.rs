@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use letterbox::env;
-use letterbox::settings::{BrokerSettings, DEFAULT_SHUTDOWN_GRACE_MS};
-use secrecy::SecretString;
+use letterbox::settings::{
+    BrokerSettings, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_TOKENS_PATH, VaultArgs,
+};
 pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_LLM_MODEL: &str = "gpt-4o-mini";
-pub const DEFAULT_VAULT_ADDR: &str = "http://127.0.0.1:8200";
 pub const DEFAULT_LLM_KEY_PATH: &str = "secret/letterbox/llm";
 
 /// letterbox-consumer: a worker. Takes jobs from RabbitMQ, reads the LLM key from Vault, asks
@@ -55,29 +55,13 @@ pub struct ConsumerSettings {
     #[arg(long, env = env::PROMPT_VERSION, default_value = "v1")]
     pub prompt_version: String,
 
-    /// Vault (or OpenBao) address.
-    #[arg(long, env = env::VAULT_ADDR, default_value = DEFAULT_VAULT_ADDR)]
-    pub vault_addr: String,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 
-    /// Vault token (development); prefer AppRole.
-    #[arg(long, env = env::VAULT_TOKEN, hide_env_values = true)]
-    pub vault_token: Option<SecretString>,
-
-    /// AppRole role id.
-    #[arg(long, env = env::VAULT_ROLE_ID)]
-    pub vault_role_id: Option<String>,
-
-    /// AppRole secret id.
-    #[arg(long, env = env::VAULT_SECRET_ID, hide_env_values = true)]
-    pub vault_secret_id: Option<SecretString>,
-
-    /// Mount path of the AppRole auth method.
-    #[arg(long, env = env::VAULT_APPROLE_MOUNT, default_value = "approle")]
-    pub vault_approle_mount: String,
-
-    /// Timeout of one Vault request, in milliseconds.
-    #[arg(long, env = env::VAULT_TIMEOUT_MS, default_value_t = 5_000)]
-    pub vault_timeout_ms: u64,
+    /// KV v2 path under which client token records live (the worker reads monitor and admin
+    /// tokens, to guard its /metrics).
+    #[arg(long, env = env::TOKENS_PATH, default_value = DEFAULT_TOKENS_PATH)]
+    pub tokens_path: String,
 
     /// Time allowed to in-flight jobs after SIGTERM, in milliseconds.
     #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
@@ -98,12 +82,8 @@ impl ConsumerSettings {
             llm_key_field: "api_key".to_owned(),
             secret_cache_ttl_secs: 300,
             prompt_version: "v1".to_owned(),
-            vault_addr: DEFAULT_VAULT_ADDR.to_owned(),
-            vault_token: None,
-            vault_role_id: None,
-            vault_secret_id: None,
-            vault_approle_mount: "approle".to_owned(),
-            vault_timeout_ms: 5_000,
+            vault: VaultArgs::default(),
+            tokens_path: DEFAULT_TOKENS_PATH.to_owned(),
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }
@@ -136,12 +116,6 @@ mod tests {
             defaults.secret_cache_ttl_secs.to_string()
         );
         assert_eq!(default("prompt_version"), defaults.prompt_version);
-        assert_eq!(default("vault_addr"), defaults.vault_addr);
-        assert_eq!(default("vault_approle_mount"), defaults.vault_approle_mount);
-        assert_eq!(
-            default("vault_timeout_ms"),
-            defaults.vault_timeout_ms.to_string()
-        );
         assert_eq!(
             default("shutdown_grace_ms"),
             defaults.shutdown_grace_ms.to_string()

@@ -198,8 +198,8 @@ pub fn consumer_settings(
     settings.metrics_addr = "127.0.0.1:0".parse().unwrap();
     settings.broker.amqp_url = SecretString::from(amqp_url());
     settings.broker.jobs_queue = queue.to_owned();
-    settings.vault_addr = vault_addr;
-    settings.vault_token = Some(SecretString::from(vault_token));
+    settings.vault.vault_addr = vault_addr;
+    settings.vault.vault_token = Some(SecretString::from(vault_token));
     settings.llm_key_path = format!("secret/{key_path}");
     settings.llm_base_url = llm_base_url.to_owned();
     settings.llm_model = "letterbox-stub-1".to_owned();

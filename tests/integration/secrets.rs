@@ -23,10 +23,10 @@ fn request() -> serde_json::Value {
 /// A worker configuration for `app` that logs in with `role` instead of a token.
 fn settings_with(app: &TestApp, role: &AppRole) -> ConsumerSettings {
     let mut settings = consumer_settings(&app.queue, &app.key_path, &app.stub.base_url, 4);
-    settings.vault_token = None;
-    settings.vault_role_id = Some(role.role_id.clone());
-    settings.vault_secret_id = Some(SecretString::from(role.secret_id.clone()));
-    settings.vault_approle_mount = role.mount.clone();
+    settings.vault.vault_token = None;
+    settings.vault.vault_role_id = Some(role.role_id.clone());
+    settings.vault.vault_secret_id = Some(SecretString::from(role.secret_id.clone()));
+    settings.vault.vault_approle_mount = role.mount.clone();
     settings
 }
 
@@ -179,7 +179,7 @@ async fn wrong_approle_credentials_are_refused_at_start_up() {
     let mut app = spawn_app_with(Options::without_workers()).await;
     let role = AppRole::reading(&app.key_path).await;
     let mut settings = settings_with(&app, &role);
-    settings.vault_secret_id = Some(SecretString::from("not-the-secret-id".to_owned()));
+    settings.vault.vault_secret_id = Some(SecretString::from("not-the-secret-id".to_owned()));
     let error = app.add_consumer(settings).await.err().unwrap();
     let message = format!("{error:#}");
     assert!(

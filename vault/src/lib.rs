@@ -6,6 +6,8 @@
 //! from "fix the configuration" (forbidden, missing). Secret values are `SecretString` from the
 //! moment they leave the HTTP response, so `Debug` and logs never show them.
 
+pub mod tokens;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,8 @@ use tokio::sync::RwLock;
 use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
+
+use crate::tokens::{Role, TokenRecord};
 
 /// How the process proves who it is to Vault.
 #[derive(Clone)]
@@ -38,6 +42,40 @@ pub struct VaultSettings {
     pub timeout: Duration,
     /// How long a secret read is reused before Vault is asked again.
     pub cache_ttl: Duration,
+}
+
+impl VaultSettings {
+    /// Settings from the shared command-line options: AppRole when both its ids are given,
+    /// else the token; an error names what is missing.
+    pub fn from_args(
+        args: &letterbox::settings::VaultArgs,
+        cache_ttl: Duration,
+    ) -> Result<Self, String> {
+        let auth = match (
+            &args.vault_role_id,
+            &args.vault_secret_id,
+            &args.vault_token,
+        ) {
+            (Some(role_id), Some(secret_id), _) => VaultAuth::AppRole {
+                mount: args.vault_approle_mount.clone(),
+                role_id: role_id.clone(),
+                secret_id: secret_id.clone(),
+            },
+            (None, None, Some(token)) => VaultAuth::Token(token.clone()),
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err("AppRole needs both VAULT_ROLE_ID and VAULT_SECRET_ID".to_owned());
+            }
+            (None, None, None) => {
+                return Err("set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID".to_owned());
+            }
+        };
+        Ok(Self {
+            addr: args.vault_addr.clone(),
+            auth,
+            timeout: Duration::from_millis(args.vault_timeout_ms),
+            cache_ttl,
+        })
+    }
 }
 
 /// A field of a KV v2 secret: `secret/letterbox/llm` with field `api_key` is mount `secret`,
@@ -125,6 +163,31 @@ impl VaultError {
     }
 }
 
+/// Where token records live: `<mount>/<prefix>/<role>/<id>` (KV v2), e.g. `secret/letterbox/tokens`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokensPath {
+    pub mount: String,
+    pub prefix: String,
+}
+
+impl TokensPath {
+    pub fn parse(path: &str) -> Result<Self, VaultError> {
+        let kv = KvPath::parse(path, "-")?;
+        Ok(Self {
+            mount: kv.mount,
+            prefix: kv.path,
+        })
+    }
+
+    fn at(&self, role: Role, id: &str) -> KvPath {
+        KvPath {
+            mount: self.mount.clone(),
+            path: format!("{}/{role}/{id}", self.prefix),
+            field: String::new(),
+        }
+    }
+}
+
 /// A secret value with what Vault says about its age.
 pub struct SecretValue {
     pub value: SecretString,
@@ -192,6 +255,68 @@ impl SecretStore {
     /// Forgets a cached value, so the next read asks Vault (after the provider refused a key).
     pub async fn invalidate(&self, path: &KvPath) {
         self.cache.invalidate(path).await;
+    }
+
+    /// Stores a token's record (never the token).
+    pub async fn put_token(&self, at: &TokensPath, record: &TokenRecord) -> Result<(), VaultError> {
+        let path = at.at(record.role, &record.id);
+        let client = self.client.read().await;
+        vaultrs::kv2::set(&*client, &path.mount, &path.path, record)
+            .await
+            .map(|_| ())
+            .map_err(|error| VaultError::from_client(error, &path))
+    }
+
+    /// Every token record of the given roles.
+    pub async fn list_tokens(
+        &self,
+        at: &TokensPath,
+        roles: &[Role],
+    ) -> Result<Vec<TokenRecord>, VaultError> {
+        let mut records = Vec::new();
+        let client = self.client.read().await;
+        for role in roles {
+            let dir = KvPath {
+                mount: at.mount.clone(),
+                path: format!("{}/{role}", at.prefix),
+                field: String::new(),
+            };
+            let ids = match vaultrs::kv2::list(&*client, &dir.mount, &dir.path).await {
+                Ok(ids) => ids,
+                // No token of this role yet.
+                Err(ClientError::APIError { code: 404, .. }) => continue,
+                Err(error) => return Err(VaultError::from_client(error, &dir)),
+            };
+            for id in ids {
+                let path = at.at(*role, &id);
+                match vaultrs::kv2::read::<TokenRecord>(&*client, &path.mount, &path.path).await {
+                    Ok(record) => records.push(record),
+                    // Revoked between the list and the read.
+                    Err(ClientError::APIError { code: 404, .. }) => {}
+                    Err(error) => return Err(VaultError::from_client(error, &path)),
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Deletes the token `id`, whatever its role; `false` when there was none.
+    pub async fn revoke_token(&self, at: &TokensPath, id: &str) -> Result<bool, VaultError> {
+        let client = self.client.read().await;
+        for role in Role::ALL {
+            let path = at.at(role, id);
+            match vaultrs::kv2::read_metadata(&*client, &path.mount, &path.path).await {
+                Ok(_) => {
+                    vaultrs::kv2::delete_metadata(&*client, &path.mount, &path.path)
+                        .await
+                        .map_err(|error| VaultError::from_client(error, &path))?;
+                    return Ok(true);
+                }
+                Err(ClientError::APIError { code: 404, .. }) => {}
+                Err(error) => return Err(VaultError::from_client(error, &path)),
+            }
+        }
+        Ok(false)
     }
 
     /// Keeps an AppRole token alive until `shutdown`: renews it at two thirds of its lease and
