@@ -5,14 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::extract::Request;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox_rabbitmq::{Connections, JobStream, Replier, Topology};
+use letterbox_vault::auth::Authenticator;
+use letterbox_vault::tokens::Role;
 use letterbox_vault::{KvPath, SecretStore, VaultSettings};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -34,6 +39,8 @@ pub struct ConsumerApp {
     metrics: Arc<Metrics>,
     /// Owns the metrics server and every job task.
     tracker: TaskTracker,
+    /// Guards /metrics: monitor and admin tokens only.
+    auth: Arc<Authenticator>,
     shutdown: CancellationToken,
     connections: Connections,
     /// Permits = prefetch: a job is only taken when a permit is free.
@@ -54,9 +61,22 @@ impl ConsumerApp {
             Duration::from_secs(settings.secret_cache_ttl_secs),
         )
         .map_err(anyhow::Error::msg)?;
-        let secrets = SecretStore::connect(vault)
-            .await
-            .context("could not connect to Vault")?;
+        let secrets = Arc::new(
+            SecretStore::connect(vault)
+                .await
+                .context("could not connect to Vault")?,
+        );
+        let tracker = TaskTracker::new();
+        // Only operators' tokens: a worker has no business with client (submit) tokens.
+        let auth = letterbox_vault::auth::start(
+            Arc::clone(&secrets),
+            &settings.tokens,
+            &[Role::Monitor, Role::Admin],
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .context("cannot read the monitoring tokens from Vault")?;
         let key_path = KvPath::parse(&settings.llm_key_path, &settings.llm_key_field)?;
         // A wrong path or policy is a configuration error: say so now, once, and stop.
         let metrics = Arc::new(Metrics::new());
@@ -91,7 +111,7 @@ impl ConsumerApp {
 
         let worker = Arc::new(Worker {
             replier,
-            secrets: Arc::new(secrets),
+            secrets,
             key_path,
             llm,
             templates,
@@ -106,7 +126,8 @@ impl ConsumerApp {
             stream,
             metrics_listener,
             metrics,
-            tracker: TaskTracker::new(),
+            tracker,
+            auth,
             shutdown,
             connections,
             concurrency: settings.concurrency,
@@ -126,7 +147,13 @@ impl ConsumerApp {
                 "/healthz",
                 get(|| async { Json(json!({ "status": "ok" })) }),
             )
-            .route("/metrics", get(render_metrics))
+            .route(
+                "/metrics",
+                get(render_metrics).route_layer(middleware::from_fn_with_state(
+                    Arc::clone(&self.auth),
+                    require_monitor,
+                )),
+            )
             .fallback(|| async {
                 (
                     axum::http::StatusCode::NOT_FOUND,
@@ -195,6 +222,35 @@ impl ConsumerApp {
         self.worker.replier.close().await;
         self.connections.close().await;
         result
+    }
+}
+
+async fn require_monitor(
+    State(auth): State<Arc<Authenticator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match auth.check(
+        authorization,
+        Role::Monitor,
+        letterbox::time::now_ms() / 1000,
+    ) {
+        Ok(_) => next.run(request).await,
+        Err(error) => {
+            let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let body = json!({"error": {"code": error.code(), "message": error.to_string()}});
+            let mut response = (status, Json(body)).into_response();
+            if let Some(seconds) = error.retry_after_secs() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
     }
 }
 

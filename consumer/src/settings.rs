@@ -4,9 +4,8 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use letterbox::env;
-use letterbox::settings::{
-    BrokerSettings, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_TOKENS_PATH, VaultArgs,
-};
+use letterbox::settings::{BrokerSettings, DEFAULT_SHUTDOWN_GRACE_MS, VaultArgs};
+use letterbox_vault::auth::TokenArgs;
 pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_LLM_MODEL: &str = "gpt-4o-mini";
 pub const DEFAULT_LLM_KEY_PATH: &str = "secret/letterbox/llm";
@@ -58,10 +57,9 @@ pub struct ConsumerSettings {
     #[command(flatten)]
     pub vault: VaultArgs,
 
-    /// KV v2 path under which client token records live (the worker reads monitor and admin
-    /// tokens, to guard its /metrics).
-    #[arg(long, env = env::TOKENS_PATH, default_value = DEFAULT_TOKENS_PATH)]
-    pub tokens_path: String,
+    /// Tokens guard the worker's /metrics too (it loads monitor and admin tokens only).
+    #[command(flatten)]
+    pub tokens: TokenArgs,
 
     /// Time allowed to in-flight jobs after SIGTERM, in milliseconds.
     #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
@@ -83,7 +81,7 @@ impl ConsumerSettings {
             secret_cache_ttl_secs: 300,
             prompt_version: "v1".to_owned(),
             vault: VaultArgs::default(),
-            tokens_path: DEFAULT_TOKENS_PATH.to_owned(),
+            tokens: TokenArgs::default(),
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,6 +15,9 @@ use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
 use letterbox_rabbitmq::{BrokerError, Connections, JobSubmitter, Topology};
+use letterbox_vault::auth::Authenticator;
+use letterbox_vault::tokens::Role;
+use letterbox_vault::{SecretStore, VaultSettings};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
@@ -33,6 +37,8 @@ const REPLY_GRACE: Duration = Duration::from_millis(500);
 /// What every request handler shares.
 struct AppState {
     submitter: JobSubmitter,
+    /// Checks bearer tokens and their rate limits.
+    auth: Arc<Authenticator>,
     limits: DocumentLimits,
     metrics: Metrics,
     job_timeout: Duration,
@@ -83,19 +89,45 @@ impl Application {
         )
         .await
         .context("could not set up the broker topology and reply queue")?;
+        // Client tokens live in Vault; the ingress reads their records (hashes), never the LLM key.
+        let vault = VaultSettings::from_args(&settings.vault, Duration::from_secs(60))
+            .map_err(anyhow::Error::msg)?;
+        let store = Arc::new(
+            SecretStore::connect(vault)
+                .await
+                .context("could not connect to Vault")?,
+        );
+        let login_store = Arc::clone(&store);
+        let login_shutdown = shutdown.clone();
+        tracker.spawn(async move { login_store.maintain_login(login_shutdown).await });
+        let auth = letterbox_vault::auth::start(
+            store,
+            &settings.tokens,
+            &Role::ALL,
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .context("cannot read the client tokens from Vault")?;
         let limits = request::limits_from(&settings);
         let state = Arc::new(AppState {
             submitter,
+            auth,
             metrics: Metrics::new(),
             job_timeout: Duration::from_millis(settings.job_timeout_ms),
             max_waiting: settings.max_waiting,
             limits: limits.clone(),
         });
+        let submit = middleware::from_fn_with_state(Arc::clone(&state), require_submit);
+        let monitor = middleware::from_fn_with_state(Arc::clone(&state), require_monitor);
         let router = Router::new()
-            .route("/v1/cover-letters", post(create_cover_letter))
+            .route(
+                "/v1/cover-letters",
+                post(create_cover_letter).route_layer(submit),
+            )
+            .route("/metrics", get(metrics).route_layer(monitor))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -323,6 +355,46 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .metrics
         .render(state.submitter.is_ready(), state.submitter.waiting());
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body)
+}
+
+async fn require_submit(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authorize(&state, Role::Submit, request, next).await
+}
+
+async fn require_monitor(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authorize(&state, Role::Monitor, request, next).await
+}
+
+/// The one gate before every endpoint but the health checks.
+async fn authorize(state: &AppState, needed: Role, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match state
+        .auth
+        .check(authorization, needed, letterbox::time::now_ms() / 1000)
+    {
+        Ok(_caller) => next.run(request).await,
+        Err(error) => {
+            tracing::info!(
+                code = error.code(),
+                status = error.status(),
+                "Request refused at the door"
+            );
+            let response = ApiError::Auth(error).into_response();
+            state.metrics.responses.inc(status_label(response.status()));
+            response
+        }
+    }
 }
 
 async fn not_found() -> Response {

@@ -57,6 +57,8 @@ pub enum ApiError {
     RequestTimeout { deadline_ms: u64 },
     #[error("something went wrong in Letterbox; try again")]
     Internal,
+    #[error("{0}")]
+    Auth(#[from] letterbox_vault::auth::AuthError),
 }
 
 impl ApiError {
@@ -96,6 +98,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Auth(error) => {
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED)
+            }
         }
     }
 
@@ -114,6 +119,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout { .. } => "request_timeout",
             Self::Internal => "internal_error",
+            Self::Auth(error) => error.code(),
         }
     }
 
@@ -122,6 +128,7 @@ impl ApiError {
             Self::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            Self::Auth(error) => error.retry_after_secs(),
             Self::Document {
                 error: ExtractError::Busy,
                 ..
@@ -145,6 +152,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(seconds) = self.retry_after_secs() {
             response
                 .headers_mut()

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use letterbox::env;
-use letterbox::settings::{BrokerSettings, DEFAULT_SHUTDOWN_GRACE_MS};
+use letterbox::settings::{BrokerSettings, DEFAULT_SHUTDOWN_GRACE_MS, VaultArgs};
+use letterbox_vault::auth::TokenArgs;
 
 /// letterbox-producer: the HTTP ingress. Checks and extracts documents in memory, publishes one
 /// job per request to RabbitMQ and answers with the letter when a worker replies.
@@ -17,6 +18,12 @@ pub struct ProducerSettings {
 
     #[command(flatten)]
     pub broker: BrokerSettings,
+
+    #[command(flatten)]
+    pub vault: VaultArgs,
+
+    #[command(flatten)]
+    pub tokens: TokenArgs,
 
     /// How long a request may take, end to end, in milliseconds.
     #[arg(long, env = env::JOB_TIMEOUT_MS, default_value_t = 30_000)]
@@ -49,6 +56,8 @@ impl ProducerSettings {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             broker: BrokerSettings::default(),
+            vault: VaultArgs::default(),
+            tokens: TokenArgs::default(),
             job_timeout_ms: 30_000,
             max_upload_bytes: 10 * 1024 * 1024,
             max_resume_chars: 50_000,
@@ -94,6 +103,15 @@ mod tests {
             defaults.shutdown_grace_ms.to_string()
         );
         assert_eq!(default("jobs_queue"), defaults.broker.jobs_queue);
+        assert_eq!(default("tokens_path"), defaults.tokens.tokens_path);
+        assert_eq!(
+            default("default_rate"),
+            defaults.tokens.default_rate.to_string()
+        );
+        assert_eq!(
+            default("token_refresh_secs"),
+            defaults.tokens.token_refresh_secs.to_string()
+        );
     }
 
     #[test]

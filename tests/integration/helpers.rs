@@ -6,11 +6,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use letterbox::settings::VaultArgs;
 use letterbox::shutdown::CancellationToken;
 use letterbox_bench::stub::{self, Failure, Latency, StubConfig, StubHandle};
 use letterbox_consumer::{ConsumerApp, ConsumerSettings};
 use letterbox_producer::{Application, ProducerSettings};
 use letterbox_rabbitmq::Topology;
+use letterbox_vault::auth::TokenArgs;
+use letterbox_vault::tokens::{self, Rate, Role};
+use letterbox_vault::{SecretStore, TokensPath, VaultSettings};
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -87,6 +91,8 @@ pub struct Options {
     pub max_upload_bytes: usize,
     pub queue_max_length: u32,
     pub secret_cache_ttl_secs: u64,
+    /// The submit token's rate limit (the default, 60/min, when `None`).
+    pub rate: Option<Rate>,
 }
 
 impl Default for Options {
@@ -103,6 +109,10 @@ impl Default for Options {
             max_upload_bytes: 10 * 1024 * 1024,
             queue_max_length: 10_000,
             secret_cache_ttl_secs: 300,
+            rate: Some(Rate {
+                requests: 1000,
+                per_seconds: 1,
+            }),
         }
     }
 }
@@ -124,6 +134,10 @@ pub struct TestApp {
     pub queue: String,
     pub key_path: String,
     pub consumer_metrics: Vec<SocketAddr>,
+    /// Sent with every cover-letter request.
+    pub submit_token: String,
+    /// Sent with every `get_text`, which reads metrics.
+    pub monitor_token: String,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -139,6 +153,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let queue = format!("letterbox.test.{id}");
     let key_path = format!("letterbox-tests/{id}");
     put_key(&key_path, &options.vault_key).await;
+    let submit_token = create_token(&key_path, Role::Submit, "3600s", options.rate).await;
+    let monitor_token = create_token(&key_path, Role::Monitor, "3600s", None).await;
 
     let mut stub_config = StubConfig::new(options.stub_key.clone());
     stub_config.latency = Latency::Fixed(options.latency);
@@ -169,6 +185,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.max_upload_bytes = options.max_upload_bytes;
     settings.broker.queue_max_length = options.queue_max_length;
     settings.shutdown_grace_ms = 2_000;
+    settings.vault = vault_args();
+    settings.tokens = token_args(&key_path);
     let app = Application::build(settings, shutdown.child_token())
         .await
         .unwrap();
@@ -182,8 +200,69 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         queue,
         key_path,
         consumer_metrics,
+        submit_token,
+        monitor_token,
         shutdown,
         tasks,
+    }
+}
+
+/// Vault options with the test server's root token.
+pub fn vault_args() -> VaultArgs {
+    let (vault_addr, vault_token) = vault();
+    VaultArgs {
+        vault_addr,
+        vault_token: Some(SecretString::from(vault_token)),
+        ..VaultArgs::default()
+    }
+}
+
+/// Each test's tokens live beside its LLM key; records are reloaded every second.
+pub fn token_args(key_path: &str) -> TokenArgs {
+    TokenArgs {
+        tokens_path: tokens_path(key_path),
+        token_refresh_secs: 1,
+        ..TokenArgs::default()
+    }
+}
+
+pub fn tokens_path(key_path: &str) -> String {
+    format!("secret/{key_path}-tokens")
+}
+
+/// A root-token client of the Vault adapter, for managing test tokens.
+pub async fn admin_store() -> SecretStore {
+    let settings =
+        VaultSettings::from_args(&vault_args(), std::time::Duration::from_secs(1)).unwrap();
+    SecretStore::connect(settings).await.unwrap()
+}
+
+/// Creates a token of `role` for the test whose key is at `key_path`; returns the token.
+pub async fn create_token(key_path: &str, role: Role, ttl: &str, rate: Option<Rate>) -> String {
+    let made = tokens::generate(
+        role,
+        "integration test",
+        tokens::parse_ttl(ttl).unwrap(),
+        rate,
+        letterbox::time::now_ms() / 1000,
+    )
+    .unwrap();
+    let path = TokensPath::parse(&tokens_path(key_path)).unwrap();
+    admin_store()
+        .await
+        .put_token(&path, &made.record)
+        .await
+        .unwrap();
+    tokens::reveal(&made).to_owned()
+}
+
+async fn delete_tokens(key_path: &str) {
+    let path = TokensPath::parse(&tokens_path(key_path)).unwrap();
+    let store = admin_store().await;
+    if let Ok(records) = store.list_tokens(&path, &Role::ALL).await {
+        for record in records {
+            let _ = store.revoke_token(&path, &record.id).await;
+        }
     }
 }
 
@@ -193,13 +272,12 @@ pub fn consumer_settings(
     llm_base_url: &str,
     concurrency: u16,
 ) -> ConsumerSettings {
-    let (vault_addr, vault_token) = vault();
     let mut settings = ConsumerSettings::defaults();
     settings.metrics_addr = "127.0.0.1:0".parse().unwrap();
     settings.broker.amqp_url = SecretString::from(amqp_url());
     settings.broker.jobs_queue = queue.to_owned();
-    settings.vault.vault_addr = vault_addr;
-    settings.vault.vault_token = Some(SecretString::from(vault_token));
+    settings.vault = vault_args();
+    settings.tokens = token_args(key_path);
     settings.llm_key_path = format!("secret/{key_path}");
     settings.llm_base_url = llm_base_url.to_owned();
     settings.llm_model = "letterbox-stub-1".to_owned();
@@ -219,6 +297,7 @@ impl TestApp {
         let response = self
             .http
             .post(format!("{}/v1/cover-letters", self.base))
+            .bearer_auth(&self.submit_token)
             .json(body)
             .send()
             .await
@@ -230,6 +309,7 @@ impl TestApp {
         let response = self
             .http
             .post(format!("{}/v1/cover-letters", self.base))
+            .bearer_auth(&self.submit_token)
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -242,6 +322,7 @@ impl TestApp {
         let response = self
             .http
             .post(format!("{}/v1/cover-letters", self.base))
+            .bearer_auth(&self.submit_token)
             .multipart(form)
             .send()
             .await
@@ -250,7 +331,13 @@ impl TestApp {
     }
 
     pub async fn get_text(&self, url: &str) -> (u16, String) {
-        let response = self.http.get(url).send().await.unwrap();
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.monitor_token)
+            .send()
+            .await
+            .unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
@@ -288,6 +375,7 @@ impl Drop for TestApp {
         let key_path = self.key_path.clone();
         clean_up(async move {
             delete_topology(&queue).await;
+            delete_tokens(&key_path).await;
             delete_secret(&key_path).await;
         });
     }

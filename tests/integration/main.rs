@@ -2,6 +2,7 @@
 //! Run them with `script/test`, which starts both.
 
 mod api;
+mod auth;
 mod documents;
 mod helpers;
 mod hostile;

@@ -52,7 +52,17 @@ impl AppRole {
         vaultrs::sys::auth::enable(&client, &mount, "approle", None)
             .await
             .unwrap();
-        let rules = format!("path \"secret/data/{readable}\" {{ capabilities = [\"read\"] }}");
+        // The key it may read, and the operators' token records every worker loads to guard its
+        // metrics (kept beside each test's key: see helpers::tokens_path).
+        let tokens = readable.rsplit_once('/').map_or(readable, |(dir, _)| dir);
+        let rules = format!(
+            "path \"secret/data/{readable}\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/metadata/{tokens}/+\" {{ capabilities = [\"list\"] }}\n\
+             path \"secret/metadata/{tokens}/+/monitor\" {{ capabilities = [\"list\"] }}\n\
+             path \"secret/metadata/{tokens}/+/admin\" {{ capabilities = [\"list\"] }}\n\
+             path \"secret/data/{tokens}/+/monitor/*\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/data/{tokens}/+/admin/*\" {{ capabilities = [\"read\"] }}"
+        );
         vaultrs::sys::policy::set(&client, &policy, &rules)
             .await
             .unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{
-    Options, amqp_url, free_port, job_description, metric, spawn_app_with, vault,
+    Options, amqp_url, free_port, job_description, metric, spawn_app_with, tokens_path, vault,
 };
 
 /// The consumer binary next to this test binary (`script/test` builds it first).
@@ -59,6 +59,7 @@ async fn two_consumer_processes_both_take_work() {
                     .env("VAULT_ADDR", &vault_addr)
                     .env("VAULT_TOKEN", &vault_token)
                     .env("LETTERBOX_LLM_KEY_PATH", format!("secret/{}", app.key_path))
+                    .env("LETTERBOX_TOKENS_PATH", tokens_path(&app.key_path))
                     .env("LLM_BASE_URL", &app.stub.base_url)
                     .env("LLM_MODEL", "letterbox-stub-1")
                     .stdout(Stdio::null())

@@ -6,6 +6,7 @@
 //! from "fix the configuration" (forbidden, missing). Secret values are `SecretString` from the
 //! moment they leave the HTTP response, so `Debug` and logs never show them.
 
+pub mod auth;
 pub mod tokens;
 
 use std::fmt;

@@ -1,0 +1,223 @@
+//! Who may call what: bearer tokens, their roles, expiry, revocation and rate limits.
+
+use std::time::Duration;
+
+use letterbox_vault::tokens::{Rate, Role};
+use letterbox_vault::{TokensPath, tokens};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Options, admin_store, create_token, job_description, spawn_app, spawn_app_with, tokens_path,
+};
+
+fn request() -> Value {
+    json!({
+        "resume_text": "Ada Quinlan\nBackend engineer: Rust services on RabbitMQ and PostgreSQL",
+        "job_description": job_description(),
+    })
+}
+
+async fn status_and_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn every_endpoint_but_the_health_checks_needs_a_token_of_the_right_role() {
+    let app = spawn_app().await;
+    let letters = format!("{}/v1/cover-letters", app.base);
+    let metrics = format!("{}/metrics", app.base);
+    let worker_metrics = format!("http://{}/metrics", app.consumer_metrics[0]);
+
+    let anonymous = app
+        .http
+        .post(&letters)
+        .json(&request())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        status_and_code(anonymous).await,
+        (401, "unauthorized".to_owned())
+    );
+    let forged = format!("lbx_{}_{}", "0".repeat(16), "0".repeat(64));
+    let response = app
+        .http
+        .post(&letters)
+        .bearer_auth(&forged)
+        .json(&request())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(response).await,
+        (401, "unauthorized".to_owned())
+    );
+
+    let response = app
+        .http
+        .post(&letters)
+        .bearer_auth(&app.monitor_token)
+        .json(&request())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(response).await,
+        (403, "forbidden".to_owned())
+    );
+    // The ingress knows every token; a worker loads only operators' tokens, so a client's token
+    // is unknown there.
+    for (url, submit_status, submit_code) in [
+        (&metrics, 403, "forbidden"),
+        (&worker_metrics, 401, "unauthorized"),
+    ] {
+        let response = app.http.get(url).send().await.unwrap();
+        assert_eq!(
+            status_and_code(response).await,
+            (401, "unauthorized".to_owned()),
+            "{url}"
+        );
+        let response = app
+            .http
+            .get(url)
+            .bearer_auth(&app.submit_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            status_and_code(response).await,
+            (submit_status, submit_code.to_owned()),
+            "{url}"
+        );
+        let response = app
+            .http
+            .get(url)
+            .bearer_auth(&app.monitor_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{url}");
+    }
+    for open in ["healthz", "readyz"] {
+        let response = app
+            .http
+            .get(format!("{}/{open}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{open}");
+    }
+    assert_eq!(app.post_json(&request()).await.status, 200);
+    assert_eq!(
+        app.stub.request_count(),
+        1,
+        "only the authorised request reached the LLM"
+    );
+
+    // An admin token may do what both other roles may.
+    let admin = create_token(&app.key_path, Role::Admin, "1h", None).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let response = app
+        .http
+        .get(&metrics)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let response = app
+        .http
+        .post(&letters)
+        .bearer_auth(&admin)
+        .json(&request())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_within_seconds_without_a_restart() {
+    let app = spawn_app().await;
+    assert_eq!(app.post_json(&request()).await.status, 200);
+    let id = tokens::token_id(&app.submit_token).unwrap().to_owned();
+    let path = TokensPath::parse(&tokens_path(&app.key_path)).unwrap();
+    assert!(admin_store().await.revoke_token(&path, &id).await.unwrap());
+    // Records are reloaded every second in the tests (every ten by default).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let answer = app.post_json(&request()).await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert_eq!(
+        answer.body["error"]["message"],
+        "the token is not valid: unknown, revoked or malformed"
+    );
+    assert_eq!(app.stub.request_count(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let app = spawn_app().await;
+    let short = create_token(&app.key_path, Role::Submit, "2s", None).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let letters = format!("{}/v1/cover-letters", app.base);
+    let response = app
+        .http
+        .post(&letters)
+        .bearer_auth(&short)
+        .json(&request())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let response = app
+        .http
+        .post(&letters)
+        .bearer_auth(&short)
+        .json(&request())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": {"code": "unauthorized", "message": "the token has expired; ask an administrator for a new one"}})
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after_and_no_llm_call() {
+    let app = spawn_app_with(Options {
+        rate: Some(Rate {
+            requests: 2,
+            per_seconds: 60,
+        }),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(app.post_json(&request()).await.status, 200);
+    assert_eq!(app.post_json(&request()).await.status, 200);
+    let third = app.post_json(&request()).await;
+    assert_eq!(third.status, 429, "{}", third.body);
+    let retry: u64 = third.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((1..=31).contains(&retry), "Retry-After {retry}");
+    assert_eq!(third.body["error"]["code"], "rate_limited");
+    assert_eq!(
+        third.body["error"]["message"],
+        format!(
+            "this token's rate limit (2/min) is used up; retry in {retry} s (the limit is \
+             Letterbox's own, per token, not the LLM provider's)"
+        )
+    );
+    assert_eq!(app.stub.request_count(), 2);
+    app.stop().await;
+}
