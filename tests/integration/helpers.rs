@@ -441,3 +441,19 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 pub fn job_description() -> String {
     String::from_utf8(corpus("resume-matcher_jd_backend-eng.txt")).unwrap()
 }
+
+/// A workspace binary next to this test binary (`script/test` builds them first).
+pub fn binary(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (script/test does)",
+        path.display()
+    );
+    path
+}

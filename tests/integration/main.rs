@@ -1,6 +1,7 @@
 //! Integration tests of the whole pipeline against the real RabbitMQ and the real OpenBao/Vault.
 //! Run them with `script/test`, which starts both.
 
+mod admin;
 mod api;
 mod auth;
 mod documents;

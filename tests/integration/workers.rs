@@ -7,24 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{
-    Options, amqp_url, free_port, job_description, metric, spawn_app_with, tokens_path, vault,
+    Options, amqp_url, binary, free_port, job_description, metric, spawn_app_with, tokens_path,
+    vault,
 };
-
-/// The consumer binary next to this test binary (`script/test` builds it first).
-fn consumer_binary() -> std::path::PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("letterbox-consumer");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` (script/test does)",
-        path.display()
-    );
-    path
-}
 
 struct Process(Child);
 
@@ -50,7 +35,7 @@ async fn two_consumer_processes_both_take_work() {
         .iter()
         .map(|port| {
             Process(
-                Command::new(consumer_binary())
+                Command::new(binary("letterbox-consumer"))
                     .env_clear()
                     .env("AMQP_URL", amqp_url())
                     .env("LETTERBOX_JOBS_QUEUE", &app.queue)

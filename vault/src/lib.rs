@@ -207,6 +207,11 @@ impl SecretValue {
     }
 }
 
+/// An instant as RFC 3339 to the second, e.g. `2027-03-03T17:00:00Z`.
+pub fn format_time(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
 /// Seconds since the Unix epoch of an RFC 3339 time such as Vault's `created_time`.
 fn parse_created_time(text: &str) -> Option<u64> {
     let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;

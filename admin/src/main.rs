@@ -1,0 +1,158 @@
+//! `letterbox-admin`: manages what Letterbox keeps in Vault. It talks to Vault with the same
+//! options as the other binaries (`VAULT_ADDR` with `VAULT_TOKEN`, or AppRole) and never prints
+//! a secret except a new token, once, to the person who created it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use letterbox::settings::{DEFAULT_TOKENS_PATH, VaultArgs};
+use letterbox_vault::tokens::{self, Rate, Role};
+use letterbox_vault::{SecretStore, TokensPath, VaultSettings};
+use serde_json::json;
+
+/// letterbox-admin: manage Letterbox's client tokens in Vault.
+#[derive(Parser)]
+#[command(name = "letterbox-admin", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    vault: VaultArgs,
+
+    /// KV v2 path under which client token records live.
+    #[arg(long, env = letterbox::env::TOKENS_PATH, default_value = DEFAULT_TOKENS_PATH, global = true)]
+    tokens_path: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Client tokens: create, list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Creates a token and prints it once; Vault keeps only its hash.
+    Create {
+        /// submit (create letters), monitor (metrics) or admin (everything).
+        #[arg(long)]
+        role: Role,
+        /// A name to recognise the token by (an app, a team).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Lifetime: 90d, 12h, 30m, 45s.
+        #[arg(long, default_value = "90d", value_parser = tokens::parse_ttl)]
+        ttl: Duration,
+        /// Rate limit (e.g. 60/min); without one, the ingress's LETTERBOX_DEFAULT_RATE applies.
+        #[arg(long)]
+        rate: Option<Rate>,
+        /// Print {"id", "token", "role", "expires_at"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists tokens: id, role, name, expiry, rate (never the token).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes a token by its id; every ingress refuses it within its refresh interval.
+    Revoke { id: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    letterbox::telemetry::init_tracing();
+    letterbox::install_crypto_provider();
+    letterbox::exit_on_error(run(cli).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings =
+        VaultSettings::from_args(&cli.vault, Duration::from_secs(1)).map_err(anyhow::Error::msg)?;
+    let store = SecretStore::connect(settings).await?;
+    let path = TokensPath::parse(&cli.tokens_path)?;
+    let now = letterbox::time::now_ms() / 1000;
+    match cli.command {
+        Command::Tokens(TokensCommand::Create {
+            role,
+            name,
+            ttl,
+            rate,
+            json,
+        }) => {
+            let made = tokens::generate(role, &name, ttl, rate, now).map_err(anyhow::Error::msg)?;
+            store.put_token(&path, &made.record).await?;
+            let token = tokens::reveal(&made);
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "id": made.record.id,
+                        "token": token,
+                        "role": role,
+                        "expires_at": rfc3339(made.record.expires_at),
+                    })
+                );
+            } else {
+                println!("{token}");
+                eprintln!(
+                    "Token {} ({role}) expires {}. It is shown only now: store it safely.",
+                    made.record.id,
+                    rfc3339(made.record.expires_at)
+                );
+            }
+        }
+        Command::Tokens(TokensCommand::List { json }) => {
+            let mut records = store.list_tokens(&path, &Role::ALL).await?;
+            records.sort_by_key(|record| record.created_at);
+            if json {
+                let rows: Vec<_> = records
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "id": r.id, "role": r.role, "name": r.name,
+                            "created_at": rfc3339(r.created_at), "expires_at": rfc3339(r.expires_at),
+                            "expired": r.is_expired_at(now), "rate": r.rate.map(|rate| rate.to_string()),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<16}  {:<7}  {:<20}  {:<9}  name",
+                    "id", "role", "expires", "rate"
+                );
+                for r in &records {
+                    let expiry = if r.is_expired_at(now) {
+                        "expired".to_owned()
+                    } else {
+                        rfc3339(r.expires_at)
+                    };
+                    let rate = r
+                        .rate
+                        .map_or_else(|| "default".to_owned(), |rate| rate.to_string());
+                    println!(
+                        "{:<16}  {:<7}  {:<20}  {:<9}  {}",
+                        r.id, r.role, expiry, rate, r.name
+                    );
+                }
+            }
+        }
+        Command::Tokens(TokensCommand::Revoke { id }) => {
+            if !store.revoke_token(&path, &id).await? {
+                anyhow::bail!("no token with id {id}");
+            }
+            eprintln!("Token {id} revoked.");
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(unix_s: u64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(unix_s);
+    letterbox_vault::format_time(time)
+}
