@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod env;
 pub mod job;
+pub mod sealing;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -13,6 +13,7 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 pub const DEFAULT_VAULT_ADDR: &str = "http://127.0.0.1:8200";
 pub const DEFAULT_TOKENS_PATH: &str = "secret/letterbox/tokens";
+pub const DEFAULT_PAYLOAD_KEY: &str = "letterbox-payload";
 
 /// Where the broker is and what the queues look like. Producer and consumer must agree on the
 /// queue arguments: the first to start declares them, and the other's declaration must match.
@@ -78,6 +79,14 @@ pub struct VaultArgs {
     /// Timeout of one Vault request, in milliseconds.
     #[arg(long, env = env::VAULT_TIMEOUT_MS, default_value_t = 5_000)]
     pub vault_timeout_ms: u64,
+
+    /// Mount path of Vault's transit engine.
+    #[arg(long, env = env::TRANSIT_MOUNT, default_value = "transit")]
+    pub transit_mount: String,
+
+    /// Transit key that wraps the data keys sealing job and reply bodies.
+    #[arg(long, env = env::PAYLOAD_KEY, default_value = DEFAULT_PAYLOAD_KEY)]
+    pub payload_key: String,
 }
 
 impl Default for VaultArgs {
@@ -89,6 +98,8 @@ impl Default for VaultArgs {
             vault_secret_id: None,
             vault_approle_mount: "approle".to_owned(),
             vault_timeout_ms: 5_000,
+            transit_mount: "transit".to_owned(),
+            payload_key: DEFAULT_PAYLOAD_KEY.to_owned(),
         }
     }
 }
@@ -148,6 +159,8 @@ mod tests {
             default("vault_timeout_ms"),
             vault.vault_timeout_ms.to_string()
         );
+        assert_eq!(default("transit_mount"), vault.transit_mount);
+        assert_eq!(default("payload_key"), vault.payload_key);
         assert!(options_without_env(&command).is_empty());
     }
 }

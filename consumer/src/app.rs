@@ -13,10 +13,12 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox_rabbitmq::{Connections, JobStream, Replier, Topology};
 use letterbox_vault::auth::Authenticator;
+use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
 use letterbox_vault::{KvPath, SecretStore, VaultSettings};
 use serde_json::json;
@@ -104,10 +106,29 @@ impl ConsumerApp {
         .await
         .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology::from_settings(&settings.broker);
-        let replier = Replier::open(&connections.publish, BROKER_TIMEOUT).await?;
-        let stream = JobStream::open(&connections.consume, &topology, settings.concurrency, "")
-            .await
-            .context("could not subscribe to the jobs queue")?;
+        let sealer = TransitSealer::new(
+            Arc::clone(&secrets),
+            &settings.vault.transit_mount,
+            &settings.vault.payload_key,
+        );
+        sealer.check().await.with_context(|| {
+            format!(
+                "cannot use the transit key {}/{}",
+                settings.vault.transit_mount, settings.vault.payload_key
+            )
+        })?;
+        let sealer: Arc<dyn Sealer> = Arc::new(sealer);
+        let replier =
+            Replier::open(&connections.publish, Arc::clone(&sealer), BROKER_TIMEOUT).await?;
+        let stream = JobStream::open(
+            &connections.consume,
+            sealer,
+            &topology,
+            settings.concurrency,
+            "",
+        )
+        .await
+        .context("could not subscribe to the jobs queue")?;
 
         let worker = Arc::new(Worker {
             replier,

@@ -16,6 +16,7 @@ use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
 use letterbox_rabbitmq::{BrokerError, Connections, JobSubmitter, Topology};
 use letterbox_vault::auth::Authenticator;
+use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
 use letterbox_vault::{SecretStore, VaultSettings};
 use serde_json::json;
@@ -79,17 +80,8 @@ impl Application {
         .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology::from_settings(&settings.broker);
         let tracker = TaskTracker::new();
-        let replies_stop = CancellationToken::new();
-        let submitter = JobSubmitter::start(
-            &connections,
-            topology,
-            BROKER_TIMEOUT,
-            &tracker,
-            replies_stop.clone(),
-        )
-        .await
-        .context("could not set up the broker topology and reply queue")?;
-        // Client tokens live in Vault; the ingress reads their records (hashes), never the LLM key.
+        // Client tokens live in Vault, and the data keys that seal job bodies come from its
+        // transit engine; the ingress never reads the LLM key.
         let vault = VaultSettings::from_args(&settings.vault, Duration::from_secs(60))
             .map_err(anyhow::Error::msg)?;
         let store = Arc::new(
@@ -97,6 +89,28 @@ impl Application {
                 .await
                 .context("could not connect to Vault")?,
         );
+        let sealer = TransitSealer::new(
+            Arc::clone(&store),
+            &settings.vault.transit_mount,
+            &settings.vault.payload_key,
+        );
+        sealer.check().await.with_context(|| {
+            format!(
+                "cannot seal payloads with the transit key {}/{}",
+                settings.vault.transit_mount, settings.vault.payload_key
+            )
+        })?;
+        let replies_stop = CancellationToken::new();
+        let submitter = JobSubmitter::start(
+            &connections,
+            Arc::new(sealer),
+            topology,
+            BROKER_TIMEOUT,
+            &tracker,
+            replies_stop.clone(),
+        )
+        .await
+        .context("could not set up the broker topology and reply queue")?;
         let login_store = Arc::clone(&store);
         let login_shutdown = shutdown.clone();
         tracker.spawn(async move { login_store.maintain_login(login_shutdown).await });

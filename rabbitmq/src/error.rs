@@ -16,6 +16,8 @@ pub enum BrokerError {
     TopologyMismatch { queue: String, source: lapin::Error },
     #[error("the reply queue is closed")]
     ReplyQueueClosed,
+    #[error("{0}")]
+    Seal(#[from] letterbox::sealing::SealError),
     #[error("message could not be encoded: {0}")]
     Codec(#[from] letterbox::codec::CodecError),
     #[error("broker error: {0}")]
@@ -25,6 +27,10 @@ pub enum BrokerError {
 impl BrokerError {
     /// True when a later attempt may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::TopologyMismatch { .. } | Self::Codec(_))
+        match self {
+            Self::TopologyMismatch { .. } | Self::Codec(_) => false,
+            Self::Seal(error) => error.is_transient(),
+            _ => true,
+        }
     }
 }

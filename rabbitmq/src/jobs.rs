@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -8,6 +9,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use letterbox::codec::{self, CONTENT_TYPE, CodecError};
+use letterbox::sealing::{KEY_HEADER, SealError, Sealer, job_aad, reply_aad};
 use letterbox::{Job, Reply};
 
 use crate::{BrokerError, Publisher, Topology};
@@ -18,11 +20,13 @@ use crate::{BrokerError, Publisher, Topology};
 pub struct JobStream {
     channel: Channel,
     consumer: Consumer,
+    sealer: Arc<dyn Sealer>,
 }
 
 impl JobStream {
     pub async fn open(
         connection: &Connection,
+        sealer: Arc<dyn Sealer>,
         topology: &Topology,
         prefetch: u16,
         consumer_tag: &str,
@@ -40,7 +44,11 @@ impl JobStream {
                 FieldTable::default(),
             )
             .await?;
-        Ok(Self { channel, consumer })
+        Ok(Self {
+            channel,
+            consumer,
+            sealer,
+        })
     }
 
     /// The next job; `None` once the subscription is cancelled or the channel is gone.
@@ -54,13 +62,27 @@ impl JobStream {
             .headers()
             .as_ref()
             .and_then(|headers| headers.inner().get("x-delivery-count").and_then(as_u64));
+        let correlation_id = properties
+            .correlation_id()
+            .as_ref()
+            .map(ToString::to_string);
+        let wrapped_key = crate::wrapped_key(properties);
+        let job = match (&correlation_id, &wrapped_key) {
+            (Some(id), Some(wrapped)) => match self
+                .sealer
+                .open(wrapped, &job_aad(id), &delivery.data)
+                .await
+            {
+                Ok(plain) => codec::decode_job(&plain).map_err(UnreadableJob::Undecodable),
+                Err(error) => Err(UnreadableJob::Unsealable(error)),
+            },
+            _ => Err(UnreadableJob::NotSealed),
+        };
         Some(Ok(JobDelivery {
-            job: codec::decode_job(&delivery.data),
+            job,
+            wrapped_key,
             reply_to: properties.reply_to().as_ref().map(ToString::to_string),
-            correlation_id: properties
-                .correlation_id()
-                .as_ref()
-                .map(ToString::to_string),
+            correlation_id,
             redelivered: delivery.redelivered,
             previous_deliveries: delivery_count.unwrap_or(0),
             acker: delivery.acker,
@@ -98,11 +120,31 @@ fn as_u64(value: &AMQPValue) -> Option<u64> {
     }
 }
 
+/// Why a delivered job cannot be worked on.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableJob {
+    #[error("the job carries no data key header: it was not sealed by Letterbox")]
+    NotSealed,
+    #[error("{0}")]
+    Unsealable(SealError),
+    #[error("{0}")]
+    Undecodable(CodecError),
+}
+
+impl UnreadableJob {
+    /// True when the job itself is fine and only the key service failed: try again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unsealable(error) if error.is_transient())
+    }
+}
+
 /// One job as a worker receives it. Settle it exactly once with `ack`, `requeue` or
 /// `dead_letter`.
 pub struct JobDelivery {
-    /// The decoded job, or why it could not be decoded (such a message is dead-lettered).
-    pub job: Result<Job, CodecError>,
+    /// The decrypted, decoded job, or why it could not be read.
+    pub job: Result<Job, UnreadableJob>,
+    /// The data key the job was sealed under; its reply is sealed under the same.
+    pub wrapped_key: Option<String>,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
     pub redelivered: bool,
@@ -138,12 +180,18 @@ impl JobDelivery {
 #[derive(Clone)]
 pub struct Replier {
     publisher: Publisher,
+    sealer: Arc<dyn Sealer>,
 }
 
 impl Replier {
-    pub async fn open(connection: &Connection, timeout: Duration) -> Result<Self, BrokerError> {
+    pub async fn open(
+        connection: &Connection,
+        sealer: Arc<dyn Sealer>,
+        timeout: Duration,
+    ) -> Result<Self, BrokerError> {
         Ok(Self {
             publisher: Publisher::open(connection, timeout).await?,
+            sealer,
         })
     }
 
@@ -161,10 +209,18 @@ impl Replier {
         &self,
         reply_to: &str,
         correlation_id: &str,
+        wrapped_key: &str,
         reply: &Reply,
     ) -> Result<(), BrokerError> {
-        let body = codec::encode_reply(reply)?;
+        let plain = codec::encode_reply(reply)?;
+        let body = self
+            .sealer
+            .seal_with(wrapped_key, &reply_aad(correlation_id), &plain)
+            .await?;
+        let mut headers = FieldTable::default();
+        headers.insert(KEY_HEADER.into(), AMQPValue::LongString(wrapped_key.into()));
         let properties = BasicProperties::default()
+            .with_headers(headers)
             .with_content_type(CONTENT_TYPE.into())
             .with_correlation_id(correlation_id.into());
         self.publisher

@@ -17,8 +17,17 @@ mod topology;
 
 pub use connection::{Connections, connect};
 pub use error::BrokerError;
-pub use jobs::{JobDelivery, JobStream, Replier};
+pub use jobs::{JobDelivery, JobStream, Replier, UnreadableJob};
 pub use lapin::Connection;
 pub use publisher::Publisher;
 pub use replies::{JobSubmitter, PendingReply, ReplyLost, ReplyRouter};
 pub use topology::Topology;
+
+/// The wrapped data key an encrypted message names in its headers.
+pub(crate) fn wrapped_key(properties: &lapin::BasicProperties) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(letterbox::sealing::KEY_HEADER)? {
+        lapin::types::AMQPValue::LongString(value) => Some(value.to_string()),
+        _ => None,
+    }
+}

@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use letterbox::codec::{self, CONTENT_TYPE};
+use letterbox::sealing::{KEY_HEADER, Sealer, job_aad, reply_aad};
 use letterbox::shutdown::CancellationToken;
 use letterbox::{Job, Reply};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::{BrokerError, Connections, Publisher, Topology};
+use crate::{BrokerError, Connections, Publisher, Topology, wrapped_key};
 
 /// Why a registered reply will never come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +45,7 @@ impl ReplyRouter {
     /// lost rather than hanging).
     pub async fn start(
         connection: &Connection,
+        sealer: Arc<dyn Sealer>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, BrokerError> {
@@ -90,7 +92,14 @@ impl ReplyRouter {
                             .correlation_id()
                             .as_ref()
                             .and_then(|id| Uuid::parse_str(id.as_str()).ok());
-                        task_router.route(correlation, &delivery.data);
+                        let body = match (correlation, wrapped_key(&delivery.properties)) {
+                            (Some(job_id), Some(wrapped)) => sealer
+                                .open(&wrapped, &reply_aad(&job_id.to_string()), &delivery.data)
+                                .await
+                                .ok(),
+                            _ => None,
+                        };
+                        task_router.route(correlation, body.as_deref());
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "Reply consumer failed");
@@ -137,7 +146,8 @@ impl ReplyRouter {
         })
     }
 
-    fn route(&self, correlation: Option<Uuid>, body: &[u8]) {
+    /// Hands a reply to its waiter; `body` is `None` when it could not be decrypted.
+    fn route(&self, correlation: Option<Uuid>, body: Option<&[u8]>) {
         let Some(job_id) = correlation else {
             tracing::warn!("Dropped a reply without a valid correlation id");
             return;
@@ -147,9 +157,9 @@ impl ReplyRouter {
             tracing::debug!(%job_id, "Dropped a reply nobody waits for");
             return;
         };
-        let reply = match codec::decode_reply(body) {
-            Ok(reply) if reply.job_id == job_id => Ok(reply),
-            Ok(_) | Err(_) => {
+        let reply = match body.map(codec::decode_reply) {
+            Some(Ok(reply)) if reply.job_id == job_id => Ok(reply),
+            Some(Ok(_) | Err(_)) | None => {
                 tracing::warn!(%job_id, "Dropped a reply that could not be decoded");
                 Err(ReplyLost::Undecodable)
             }
@@ -198,6 +208,8 @@ pub struct JobSubmitter {
     publisher: Publisher,
     router: Arc<ReplyRouter>,
     topology: Topology,
+    /// Encrypts every job body before it leaves the process.
+    sealer: Arc<dyn Sealer>,
 }
 
 impl JobSubmitter {
@@ -205,6 +217,7 @@ impl JobSubmitter {
     /// connections, so flow control on the publishing one cannot stall replies.
     pub async fn start(
         connections: &Connections,
+        sealer: Arc<dyn Sealer>,
         topology: Topology,
         timeout: Duration,
         tracker: &TaskTracker,
@@ -212,11 +225,14 @@ impl JobSubmitter {
     ) -> Result<Self, BrokerError> {
         let publisher = Publisher::open(&connections.publish, timeout).await?;
         topology.declare(publisher.channel()).await?;
-        let router = ReplyRouter::start(&connections.consume, tracker, shutdown).await?;
+        let router =
+            ReplyRouter::start(&connections.consume, Arc::clone(&sealer), tracker, shutdown)
+                .await?;
         Ok(Self {
             publisher,
             router,
             topology,
+            sealer,
         })
     }
 
@@ -227,13 +243,20 @@ impl JobSubmitter {
             .router
             .expect(job.id)
             .map_err(|_| BrokerError::ReplyQueueClosed)?;
-        let body = codec::encode_job(job)?;
+        let id = job.id.to_string();
+        let plain = codec::encode_job(job)?;
+        let sealed = self.sealer.seal(&job_aad(&id), &plain).await?;
+        let mut headers = FieldTable::default();
+        headers.insert(
+            KEY_HEADER.into(),
+            AMQPValue::LongString(sealed.wrapped_key.as_str().into()),
+        );
         let ttl_ms = job
             .deadline_ms
             .saturating_sub(letterbox::time::now_ms())
             .max(1);
-        let id = job.id.to_string();
         let properties = BasicProperties::default()
+            .with_headers(headers)
             .with_content_type(CONTENT_TYPE.into())
             .with_delivery_mode(2)
             .with_message_id(id.as_str().into())
@@ -242,7 +265,13 @@ impl JobSubmitter {
             .with_expiration(ttl_ms.to_string().into())
             .with_timestamp(job.created_at_us / 1_000_000);
         self.publisher
-            .publish("", &self.topology.jobs_queue, &body, properties, true)
+            .publish(
+                "",
+                &self.topology.jobs_queue,
+                &sealed.ciphertext,
+                properties,
+                true,
+            )
             .await?;
         Ok(pending)
     }

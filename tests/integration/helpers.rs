@@ -34,6 +34,7 @@ pub fn vault() -> (String, String) {
 }
 
 pub fn vault_client() -> VaultClient {
+    letterbox::install_crypto_provider();
     let (addr, token) = vault();
     VaultClient::new(
         VaultClientSettingsBuilder::default()
@@ -232,6 +233,7 @@ pub fn tokens_path(key_path: &str) -> String {
 
 /// A root-token client of the Vault adapter, for managing test tokens.
 pub async fn admin_store() -> SecretStore {
+    letterbox::install_crypto_provider();
     let settings =
         VaultSettings::from_args(&vault_args(), std::time::Duration::from_secs(1)).unwrap();
     SecretStore::connect(settings).await.unwrap()

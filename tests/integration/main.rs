@@ -7,5 +7,6 @@ mod auth;
 mod documents;
 mod helpers;
 mod hostile;
+mod payloads;
 mod secrets;
 mod workers;

@@ -61,7 +61,9 @@ impl AppRole {
              path \"secret/metadata/{tokens}/+/monitor\" {{ capabilities = [\"list\"] }}\n\
              path \"secret/metadata/{tokens}/+/admin\" {{ capabilities = [\"list\"] }}\n\
              path \"secret/data/{tokens}/+/monitor/*\" {{ capabilities = [\"read\"] }}\n\
-             path \"secret/data/{tokens}/+/admin/*\" {{ capabilities = [\"read\"] }}"
+             path \"secret/data/{tokens}/+/admin/*\" {{ capabilities = [\"read\"] }}\n\
+             path \"transit/datakey/plaintext/letterbox-payload\" {{ capabilities = [\"update\"] }}\n\
+             path \"transit/decrypt/letterbox-payload\" {{ capabilities = [\"update\"] }}"
         );
         vaultrs::sys::policy::set(&client, &policy, &rules)
             .await

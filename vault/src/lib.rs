@@ -7,6 +7,7 @@
 //! moment they leave the HTTP response, so `Debug` and logs never show them.
 
 pub mod auth;
+pub mod payload;
 pub mod tokens;
 
 use std::fmt;
@@ -224,7 +225,7 @@ fn parse_created_time(text: &str) -> Option<u64> {
 pub struct SecretStore {
     settings: VaultSettings,
     /// Behind a lock because a re-login replaces the token (`set_token` takes `&mut self`).
-    client: RwLock<VaultClient>,
+    pub(crate) client: RwLock<VaultClient>,
     cache: Cache<KvPath, Arc<SecretValue>>,
     /// The current AppRole token's lease, which paces its renewal.
     lease_seconds: tokio::sync::Mutex<u64>,
