@@ -8,10 +8,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use letterbox::settings::{DEFAULT_TOKENS_PATH, VaultArgs};
 use letterbox_vault::tokens::{self, Rate, Role};
-use letterbox_vault::{SecretStore, TokensPath, VaultSettings};
+use letterbox_vault::{KvPath, SecretStore, TokensPath, VaultSettings};
 use serde_json::json;
 
-/// letterbox-admin: manage Letterbox's client tokens in Vault.
+/// letterbox-admin: prepare a Vault for Letterbox, manage client tokens, audit and rotate keys.
 #[derive(Parser)]
 #[command(name = "letterbox-admin", version, about, long_about = None)]
 struct Cli {
@@ -28,9 +28,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Prepares a Vault for Letterbox (idempotent): KV v2, transit and its payload key, AppRole,
+    /// the three least-privilege policies and AppRoles; prints each role's ids.
+    Setup {
+        /// Path prefix under `secret/` (and name prefix of policies and roles).
+        #[arg(long, default_value = "letterbox")]
+        prefix: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Client tokens: create, list, revoke.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Secrets Letterbox uses: audit their age, rotate the payload key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Lists every secret Letterbox uses with its age; exits 1 when one is older than the limit.
+    Audit {
+        /// The rotation limit.
+        #[arg(long, default_value = "90d", value_parser = tokens::parse_ttl)]
+        max_age: Duration,
+        /// KV v2 path of the LLM key.
+        #[arg(long, env = letterbox::env::LLM_KEY_PATH, default_value = "secret/letterbox/llm")]
+        llm_key_path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotates the transit key that wraps payload data keys (messages sealed before still open).
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +106,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let path = TokensPath::parse(&cli.tokens_path)?;
     let now = letterbox::time::now_ms() / 1000;
     match cli.command {
+        Command::Setup { prefix, json } => {
+            let report = store
+                .setup(&prefix, &cli.vault.transit_mount, &cli.vault.payload_key)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                for (process, role) in &report.roles {
+                    println!(
+                        "{process}: VAULT_ROLE_ID={} VAULT_SECRET_ID={}",
+                        role.role_id, role.secret_id
+                    );
+                }
+                eprintln!(
+                    "Policies and AppRoles written for prefix {prefix:?}; the secret ids are shown only now."
+                );
+            }
+        }
+        Command::Keys(KeysCommand::Audit {
+            max_age,
+            llm_key_path,
+            json,
+        }) => {
+            let llm_key = KvPath::parse(&llm_key_path, "api_key")?;
+            let ages = store
+                .audit(
+                    &llm_key,
+                    &cli.vault.transit_mount,
+                    &cli.vault.payload_key,
+                    now,
+                )
+                .await?;
+            let too_old: Vec<_> = ages
+                .iter()
+                .filter(|age| {
+                    age.age_seconds
+                        .is_none_or(|seconds| seconds > max_age.as_secs())
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string(&ages)?);
+            } else {
+                for age in &ages {
+                    let days = age.age_seconds.map_or_else(
+                        || "unknown".to_owned(),
+                        |s| format!("{:.1} days", s as f64 / 86_400.0),
+                    );
+                    println!(
+                        "{:<12}  v{:<4}  {:<14}  {}",
+                        age.kind, age.version, days, age.path
+                    );
+                }
+            }
+            if !too_old.is_empty() {
+                let names: Vec<&str> = too_old.iter().map(|age| age.path.as_str()).collect();
+                anyhow::bail!(
+                    "older than {} days (rotate them): {}",
+                    max_age.as_secs() / 86_400,
+                    names.join(", ")
+                );
+            }
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            store
+                .rotate_payload_key(&cli.vault.transit_mount, &cli.vault.payload_key)
+                .await?;
+            eprintln!(
+                "Rotated {}/keys/{}.",
+                cli.vault.transit_mount, cli.vault.payload_key
+            );
+        }
         Command::Tokens(TokensCommand::Create {
             role,
             name,

@@ -4,6 +4,8 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use letterbox_vault::tokens;
+
 use crate::helpers::{binary, job_description, spawn_app, tokens_path, vault};
 
 fn admin(tokens: &str, args: &[&str]) -> (bool, String, String) {
@@ -84,4 +86,150 @@ async fn tokens_created_listed_and_revoked_with_the_admin_tool_take_effect() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
     app.stop().await;
+}
+
+/// Runs `letterbox-admin` with the root token and no tokens path override.
+fn admin_root(args: &[&str]) -> (bool, String, String) {
+    admin("secret/letterbox/tokens", args)
+}
+
+fn store_for(role: &Value) -> letterbox_vault::VaultSettings {
+    let (vault_addr, _) = vault();
+    let args = letterbox::settings::VaultArgs {
+        vault_addr,
+        vault_token: None,
+        vault_role_id: Some(role["role_id"].as_str().unwrap().to_owned()),
+        vault_secret_id: Some(secrecy::SecretString::from(
+            role["secret_id"].as_str().unwrap().to_owned(),
+        )),
+        ..letterbox::settings::VaultArgs::default()
+    };
+    letterbox_vault::VaultSettings::from_args(&args, std::time::Duration::from_secs(1)).unwrap()
+}
+
+#[tokio::test]
+async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
+    use letterbox::sealing::Sealer;
+    use letterbox_vault::payload::TransitSealer;
+    use letterbox_vault::tokens::Role;
+    use letterbox_vault::{KvPath, SecretStore, TokensPath, VaultError};
+    use std::sync::Arc;
+
+    letterbox::install_crypto_provider();
+    let prefix = format!(
+        "lbx-test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let (ok, out, err) = admin_root(&["setup", "--prefix", &prefix, "--json"]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let roles = &report["roles"];
+    assert_eq!(roles["producer"]["policy"], format!("{prefix}-producer"));
+    // Idempotent: a second run succeeds and issues new secret ids.
+    let (ok, again, err) = admin_root(&["setup", "--prefix", &prefix, "--json"]);
+    assert!(ok, "{err}");
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        again["roles"]["consumer"]["role_id"],
+        roles["consumer"]["role_id"]
+    );
+
+    crate::helpers::put_key(&format!("{prefix}/llm"), "sk-test-not-real").await;
+    let llm = KvPath::parse(&format!("secret/{prefix}/llm"), "api_key").unwrap();
+    let tokens = TokensPath::parse(&format!("secret/{prefix}/tokens")).unwrap();
+
+    let producer = Arc::new(
+        SecretStore::connect(store_for(&roles["producer"]))
+            .await
+            .unwrap(),
+    );
+    let consumer = Arc::new(
+        SecretStore::connect(store_for(&roles["consumer"]))
+            .await
+            .unwrap(),
+    );
+    let admin_role = SecretStore::connect(store_for(&roles["admin"]))
+        .await
+        .unwrap();
+
+    // The ingress reads token records but never the LLM key.
+    assert!(producer.list_tokens(&tokens, &Role::ALL).await.is_ok());
+    assert!(matches!(
+        producer.read(&llm).await,
+        Err(VaultError::Forbidden { .. })
+    ));
+    // A worker reads the key and operators' tokens, never clients' tokens.
+    assert_eq!(consumer.read(&llm).await.unwrap().version, 1);
+    assert!(
+        consumer
+            .list_tokens(&tokens, &[Role::Monitor, Role::Admin])
+            .await
+            .is_ok()
+    );
+    let submit = tokens::generate(
+        Role::Submit,
+        "t",
+        std::time::Duration::from_secs(60),
+        None,
+        0,
+    )
+    .unwrap();
+    admin_role.put_token(&tokens, &submit.record).await.unwrap();
+    assert!(matches!(
+        consumer.list_tokens(&tokens, &[Role::Submit]).await,
+        Err(VaultError::Forbidden { .. })
+    ));
+    // The admin manages tokens and sees the key's age, not its value.
+    assert!(matches!(
+        admin_role.read(&llm).await,
+        Err(VaultError::Forbidden { .. })
+    ));
+    assert!(
+        admin_role
+            .revoke_token(&tokens, &submit.record.id)
+            .await
+            .unwrap()
+    );
+    let ages = admin_role
+        .audit(
+            &llm,
+            "transit",
+            "letterbox-payload",
+            letterbox::time::now_ms() / 1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ages.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        ["llm_key", "payload_key"]
+    );
+    assert!(ages[0].age_seconds.unwrap() < 60);
+
+    // Jobs sealed by the ingress open in a worker.
+    let sealed = TransitSealer::new(producer, "transit", "letterbox-payload")
+        .seal(b"job", b"body")
+        .await
+        .unwrap();
+    let opened = TransitSealer::new(consumer, "transit", "letterbox-payload")
+        .open(&sealed.wrapped_key, b"job", &sealed.ciphertext)
+        .await
+        .unwrap();
+    assert_eq!(opened, b"body");
+
+    // The audit passes under a 90-day limit and fails under a zero one.
+    let path = format!("secret/{prefix}/llm");
+    let (ok, out, _) = admin_root(&["keys", "audit", "--llm-key-path", &path, "--json"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 2);
+    let (ok, _, err) = admin_root(&["keys", "audit", "--llm-key-path", &path, "--max-age", "0s"]);
+    assert!(!ok);
+    assert!(err.contains("older than 0 days (rotate them)"), "{err}");
+
+    crate::helpers::delete_secret(&format!("{prefix}/llm")).await;
+    let client = crate::helpers::vault_client();
+    for process in ["producer", "consumer", "admin"] {
+        let name = format!("{prefix}-{process}");
+        let _ = vaultrs::auth::approle::role::delete(&client, "approle", &name).await;
+        let _ = vaultrs::sys::policy::delete(&client, &name).await;
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod payload;
+pub mod setup;
 pub mod tokens;
 
 use std::fmt;
@@ -150,7 +151,7 @@ impl VaultError {
         }
     }
 
-    fn from_client(error: ClientError, path: &KvPath) -> Self {
+    pub(crate) fn from_client(error: ClientError, path: &KvPath) -> Self {
         let shown = format!("{}/{}", path.mount, path.path);
         match error {
             ClientError::APIError { code: 403, .. } => Self::Forbidden { path: shown },
@@ -214,7 +215,7 @@ pub fn format_time(time: std::time::SystemTime) -> String {
 }
 
 /// Seconds since the Unix epoch of an RFC 3339 time such as Vault's `created_time`.
-fn parse_created_time(text: &str) -> Option<u64> {
+pub(crate) fn parse_created_time(text: &str) -> Option<u64> {
     let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;
     time.duration_since(std::time::UNIX_EPOCH)
         .ok()

@@ -1,0 +1,31 @@
+# letterbox-consumer, a worker.
+# Reads the LLM key, unwraps the data keys of the jobs it takes, and reads operators' (monitor and
+# admin) token records to guard its /metrics. It cannot read client (submit) token records.
+
+path "secret/data/letterbox/llm" {
+  capabilities = ["read"]
+}
+
+path "secret/metadata/letterbox/tokens/monitor" {
+  capabilities = ["list"]
+}
+
+path "secret/metadata/letterbox/tokens/admin" {
+  capabilities = ["list"]
+}
+
+path "secret/data/letterbox/tokens/monitor/*" {
+  capabilities = ["read"]
+}
+
+path "secret/data/letterbox/tokens/admin/*" {
+  capabilities = ["read"]
+}
+
+path "transit/datakey/plaintext/letterbox-payload" {
+  capabilities = ["update"]
+}
+
+path "transit/decrypt/letterbox-payload" {
+  capabilities = ["update"]
+}
