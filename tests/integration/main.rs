@@ -8,5 +8,6 @@ mod documents;
 mod helpers;
 mod hostile;
 mod payloads;
+mod privacy;
 mod secrets;
 mod workers;
