@@ -4,6 +4,9 @@
 //! configuration table lists the same names.
 
 pub const HTTP_ADDR: &str = "LETTERBOX_HTTP_ADDR";
+pub const TLS_CERT: &str = "LETTERBOX_TLS_CERT";
+pub const TLS_KEY: &str = "LETTERBOX_TLS_KEY";
+pub const TLS_MIN_VERSION: &str = "LETTERBOX_TLS_MIN_VERSION";
 pub const METRICS_ADDR: &str = "LETTERBOX_METRICS_ADDR";
 pub const AMQP_URL: &str = "AMQP_URL";
 pub const JOBS_QUEUE: &str = "LETTERBOX_JOBS_QUEUE";

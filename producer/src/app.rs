@@ -48,6 +48,8 @@ struct AppState {
 
 pub struct Application {
     listener: TcpListener,
+    /// Set when the API is served over HTTPS.
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     router: Router,
     state: Arc<AppState>,
     /// Owns the reply consumer task.
@@ -149,8 +151,10 @@ impl Application {
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("could not listen on {}", settings.http_addr))?;
+        let tls = tls_config(&settings)?;
         Ok(Self {
             listener,
+            tls,
             router,
             state,
             tracker,
@@ -169,11 +173,32 @@ impl Application {
     /// requests finish (up to the grace period) and closes the broker connections.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        tracing::info!(addr = %self.local_addr()?, "Listening");
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        let drained = async {
-            server.await?;
+        tracing::info!(addr = %self.local_addr()?, tls = self.tls.is_some(), "Listening");
+        let grace = self.grace;
+        let (listener, tls, router) = (self.listener, self.tls, self.router);
+        // axum-server drains on its handle rather than on a future.
+        let handle = axum_server::Handle::new();
+        if tls.is_some() {
+            let (stopper, stop) = (handle.clone(), self.shutdown.clone());
+            self.tracker.spawn(async move {
+                stop.cancelled().await;
+                stopper.graceful_shutdown(Some(grace));
+            });
+        }
+        let drained = async move {
+            match tls {
+                None => {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                        .await?;
+                }
+                Some(config) => {
+                    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+                        .handle(handle)
+                        .serve(router.into_make_service())
+                        .await?;
+                }
+            }
             anyhow::Ok(())
         };
         let shutdown = self.shutdown.clone();
@@ -190,6 +215,36 @@ impl Application {
         self.connections.close().await;
         Ok(())
     }
+}
+
+/// The HTTPS configuration, when a certificate and key are given: rustls with the process's ring
+/// provider, TLS 1.3 preferred, TLS 1.2 refused when `tls_min_version` is 1.3.
+fn tls_config(
+    settings: &ProducerSettings,
+) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+        return Ok(None);
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read the certificate chain {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the private key {}", key.display()))?;
+    let versions: &[&rustls::SupportedProtocolVersion] = if settings.tls_min_version == "1.3" {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = rustls::ServerConfig::builder_with_protocol_versions(versions)
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not form a usable pair")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    )))
 }
 
 async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Request) -> Response {

@@ -16,6 +16,18 @@ pub struct ProducerSettings {
     #[arg(long, env = env::HTTP_ADDR, default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// PEM certificate chain: with `--tls-key`, the API is served over HTTPS only.
+    #[arg(long, env = env::TLS_CERT, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of that certificate.
+    #[arg(long, env = env::TLS_KEY, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Oldest TLS version accepted: 1.2 or 1.3 (1.3 is always preferred).
+    #[arg(long, env = env::TLS_MIN_VERSION, default_value = "1.2", value_parser = ["1.2", "1.3"])]
+    pub tls_min_version: String,
+
     #[command(flatten)]
     pub broker: BrokerSettings,
 
@@ -55,6 +67,9 @@ impl ProducerSettings {
     pub fn defaults() -> Self {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
+            tls_min_version: "1.2".to_owned(),
             broker: BrokerSettings::default(),
             vault: VaultArgs::default(),
             tokens: TokenArgs::default(),

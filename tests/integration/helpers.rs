@@ -94,6 +94,16 @@ pub struct Options {
     pub secret_cache_ttl_secs: u64,
     /// The submit token's rate limit (the default, 60/min, when `None`).
     pub rate: Option<Rate>,
+    /// Serve the API over HTTPS: certificate file, key file, minimum version, and the CA the
+    /// test's client trusts.
+    pub tls: Option<Tls>,
+}
+
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub min_version: &'static str,
+    pub ca_pem: String,
 }
 
 impl Default for Options {
@@ -114,6 +124,7 @@ impl Default for Options {
                 requests: 1000,
                 per_seconds: 1,
             }),
+            tls: None,
         }
     }
 }
@@ -188,15 +199,26 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.shutdown_grace_ms = 2_000;
     settings.vault = vault_args();
     settings.tokens = token_args(&key_path);
+    let mut http = reqwest::Client::builder();
+    let scheme = if let Some(tls) = &options.tls {
+        settings.tls_cert = Some(tls.cert.clone());
+        settings.tls_key = Some(tls.key.clone());
+        settings.tls_min_version = tls.min_version.to_owned();
+        http = http
+            .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap());
+        "https"
+    } else {
+        "http"
+    };
     let app = Application::build(settings, shutdown.child_token())
         .await
         .unwrap();
-    let base = format!("http://{}", app.local_addr().unwrap());
+    let base = format!("{scheme}://localhost:{}", app.local_addr().unwrap().port());
     tasks.push(tokio::spawn(app.run_until_stopped()));
 
     TestApp {
         base,
-        http: reqwest::Client::new(),
+        http: http.build().unwrap(),
         stub,
         queue,
         key_path,

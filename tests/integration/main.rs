@@ -10,4 +10,5 @@ mod hostile;
 mod payloads;
 mod privacy;
 mod secrets;
+mod tls;
 mod workers;
