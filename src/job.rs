@@ -193,6 +193,26 @@ impl Job {
     }
 }
 
+/// The documents are wiped from memory when the job is dropped, not left for the allocator to
+/// hand out again.
+impl Drop for Job {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.resume.zeroize();
+        self.job_description.zeroize();
+        for name in [
+            &mut self.options.company,
+            &mut self.options.hiring_manager,
+            &mut self.options.role,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            name.zeroize();
+        }
+    }
+}
+
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")

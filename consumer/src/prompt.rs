@@ -163,6 +163,14 @@ pub struct Prompt {
     pub user: String,
 }
 
+impl Drop for Prompt {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.system.zeroize();
+        self.user.zeroize();
+    }
+}
+
 impl fmt::Debug for Prompt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Prompt")

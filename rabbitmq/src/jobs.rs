@@ -11,6 +11,7 @@ use lapin::{BasicProperties, Channel, Connection, Consumer};
 use letterbox::codec::{self, CONTENT_TYPE, CodecError};
 use letterbox::sealing::{KEY_HEADER, SealError, Sealer, job_aad, reply_aad};
 use letterbox::{Job, Reply};
+use zeroize::Zeroizing;
 
 use crate::{BrokerError, Publisher, Topology};
 
@@ -73,7 +74,9 @@ impl JobStream {
                 .open(wrapped, &job_aad(id), &delivery.data)
                 .await
             {
-                Ok(plain) => codec::decode_job(&plain).map_err(UnreadableJob::Undecodable),
+                Ok(plain) => {
+                    codec::decode_job(&Zeroizing::new(plain)).map_err(UnreadableJob::Undecodable)
+                }
                 Err(error) => Err(UnreadableJob::Unsealable(error)),
             },
             _ => Err(UnreadableJob::NotSealed),
@@ -212,7 +215,7 @@ impl Replier {
         wrapped_key: &str,
         reply: &Reply,
     ) -> Result<(), BrokerError> {
-        let plain = codec::encode_reply(reply)?;
+        let plain = Zeroizing::new(codec::encode_reply(reply)?);
         let body = self
             .sealer
             .seal_with(wrapped_key, &reply_aad(correlation_id), &plain)

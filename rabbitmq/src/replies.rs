@@ -14,6 +14,7 @@ use letterbox::{Job, Reply};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::{BrokerError, Connections, Publisher, Topology, wrapped_key};
 
@@ -96,10 +97,11 @@ impl ReplyRouter {
                             (Some(job_id), Some(wrapped)) => sealer
                                 .open(&wrapped, &reply_aad(&job_id.to_string()), &delivery.data)
                                 .await
-                                .ok(),
+                                .ok()
+                                .map(Zeroizing::new),
                             _ => None,
                         };
-                        task_router.route(correlation, body.as_deref());
+                        task_router.route(correlation, body.as_ref().map(|b| b.as_slice()));
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "Reply consumer failed");
@@ -244,7 +246,7 @@ impl JobSubmitter {
             .expect(job.id)
             .map_err(|_| BrokerError::ReplyQueueClosed)?;
         let id = job.id.to_string();
-        let plain = codec::encode_job(job)?;
+        let plain = Zeroizing::new(codec::encode_job(job)?);
         let sealed = self.sealer.seal(&job_aad(&id), &plain).await?;
         let mut headers = FieldTable::default();
         headers.insert(

@@ -134,6 +134,7 @@ impl TransitSealer {
             .map_err(|_| SealError::Unavailable("no system randomness".into()))?;
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
         out.extend_from_slice(&nonce);
+        // Encrypted in place: the buffer holds ciphertext when this returns.
         let mut body = plaintext.to_vec();
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
@@ -166,7 +167,8 @@ impl TransitSealer {
         let key = self.key_for(wrapped).await?;
         let (nonce, body) = ciphertext.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Corrupt)?;
-        let mut body = body.to_vec();
+        // Decrypted in place: this copy holds plaintext, so it is wiped once returned.
+        let mut body = zeroize::Zeroizing::new(body.to_vec());
         let plain = key
             .open_in_place(nonce, Aad::from(aad), &mut body)
             .map_err(|_| SealError::Corrupt)?;

@@ -129,7 +129,7 @@ pub(crate) async fn run(
         let status = child.wait().await;
         (read, status, output)
     };
-    let (read, status, output) = match tokio::time::timeout(limits.timeout, exchange).await {
+    let (read, status, mut output) = match tokio::time::timeout(limits.timeout, exchange).await {
         Ok(done) => done,
         Err(_) => {
             tracing::warn!(
@@ -140,7 +140,7 @@ pub(crate) async fn run(
         }
     };
     drop(permit);
-    match (read, status) {
+    let result = match (read, status) {
         (Ok(_), Ok(status)) if status.success() => serde_json::from_slice::<WireResult>(&output)
             .map(Into::into)
             .unwrap_or(Err(CRASHED)),
@@ -149,7 +149,10 @@ pub(crate) async fn run(
             tracing::warn!(status = ?status.ok(), bytes = bytes.len(), "Document extractor failed; the upload is refused as unreadable");
             Err(CRASHED)
         }
-    }
+    };
+    // The output held the document's text.
+    zeroize::Zeroize::zeroize(&mut output);
+    result
 }
 
 /// The subprocess's side: applies the resource limits, reads the document from `input` and
