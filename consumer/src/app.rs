@@ -42,7 +42,7 @@ pub struct ConsumerApp {
     /// Owns the metrics server and every job task.
     tracker: TaskTracker,
     /// Guards /metrics: monitor and admin tokens only.
-    auth: Arc<Authenticator>,
+    auth: Option<Arc<Authenticator>>,
     shutdown: CancellationToken,
     connections: Connections,
     /// Permits = prefetch: a job is only taken when a permit is free.
@@ -111,12 +111,16 @@ impl ConsumerApp {
             &settings.vault.transit_mount,
             &settings.vault.payload_key,
         );
-        sealer.check().await.with_context(|| {
-            format!(
-                "cannot use the transit key {}/{}",
-                settings.vault.transit_mount, settings.vault.payload_key
-            )
-        })?;
+        // Only sealed jobs need the transit key; an ingress without Vault sends them in the
+        // clear, so a worker can start without it and say so.
+        if let Err(error) = sealer.check().await {
+            tracing::warn!(
+                %error,
+                mount = %settings.vault.transit_mount,
+                key = %settings.vault.payload_key,
+                "The payload key is not usable: sealed jobs will wait until it is (letterbox-admin setup creates it)"
+            );
+        }
         let sealer: Arc<dyn Sealer> = Arc::new(sealer);
         let replier =
             Replier::open(&connections.publish, Arc::clone(&sealer), BROKER_TIMEOUT).await?;
@@ -171,7 +175,7 @@ impl ConsumerApp {
             .route(
                 "/metrics",
                 get(render_metrics).route_layer(middleware::from_fn_with_state(
-                    Arc::clone(&self.auth),
+                    self.auth.clone(),
                     require_monitor,
                 )),
             )
@@ -247,10 +251,13 @@ impl ConsumerApp {
 }
 
 async fn require_monitor(
-    State(auth): State<Arc<Authenticator>>,
+    State(auth): State<Option<Arc<Authenticator>>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let Some(auth) = auth else {
+        return next.run(request).await;
+    };
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)

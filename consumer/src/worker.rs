@@ -46,20 +46,19 @@ impl Worker {
             tracing::warn!("Dead-lettering a job without reply-to or correlation id");
             return Disposition::DeadLetter;
         };
-        let (job, wrapped_key) = match (&delivery.job, &delivery.wrapped_key) {
-            (Ok(job), Some(wrapped_key)) => (job, wrapped_key),
-            (Err(error), _) if error.is_transient() => {
+        let wrapped_key = delivery.wrapped_key.as_deref();
+        let job = match &delivery.job {
+            Ok(job) => job,
+            Err(error) if error.is_transient() => {
                 // The key service is down, not the job: hand it back after a pause, rather than
                 // spinning through its delivery limit.
                 tracing::warn!(%error, "Cannot decrypt a job now; handing it back");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 return Disposition::Requeue;
             }
-            (Err(error), wrapped_key) => {
+            Err(error) => {
                 tracing::warn!(%error, "Dead-lettering a job that could not be read");
-                if let (Ok(job_id), Some(wrapped_key)) =
-                    (Uuid::parse_str(correlation_id), wrapped_key)
-                {
+                if let Ok(job_id) = Uuid::parse_str(correlation_id) {
                     let reply = failed(
                         job_id,
                         FailureCode::InvalidJob,
@@ -73,7 +72,6 @@ impl Worker {
                 self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
                 return Disposition::DeadLetter;
             }
-            (Ok(_), None) => return Disposition::DeadLetter,
         };
 
         let (outcome, llm_time) = self.run(job).await;

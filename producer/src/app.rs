@@ -11,11 +11,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
 use letterbox_rabbitmq::{BrokerError, Connections, JobSubmitter, Topology};
-use letterbox_vault::auth::Authenticator;
+use letterbox_vault::auth::{AuthMode, Authenticator};
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
 use letterbox_vault::{SecretStore, VaultSettings};
@@ -38,8 +39,8 @@ const REPLY_GRACE: Duration = Duration::from_millis(500);
 /// What every request handler shares.
 struct AppState {
     submitter: JobSubmitter,
-    /// Checks bearer tokens and their rate limits.
-    auth: Arc<Authenticator>,
+    /// Checks bearer tokens and their rate limits; `None` when authentication is off.
+    auth: Option<Arc<Authenticator>>,
     limits: DocumentLimits,
     metrics: Metrics,
     job_timeout: Duration,
@@ -83,29 +84,45 @@ impl Application {
         let topology = Topology::from_settings(&settings.broker);
         let tracker = TaskTracker::new();
         // Client tokens live in Vault, and the data keys that seal job bodies come from its
-        // transit engine; the ingress never reads the LLM key.
-        let vault = VaultSettings::from_args(&settings.vault, Duration::from_secs(60))
-            .map_err(anyhow::Error::msg)?;
-        let store = Arc::new(
-            SecretStore::connect(vault)
-                .await
-                .context("could not connect to Vault")?,
-        );
-        let sealer = TransitSealer::new(
-            Arc::clone(&store),
-            &settings.vault.transit_mount,
-            &settings.vault.payload_key,
-        );
-        sealer.check().await.with_context(|| {
-            format!(
-                "cannot seal payloads with the transit key {}/{}",
-                settings.vault.transit_mount, settings.vault.payload_key
-            )
-        })?;
+        // transit engine; the ingress never reads the LLM key. Without Vault credentials the
+        // ingress can do neither, which only a development setup without tokens may accept.
+        let store = match VaultSettings::from_args(&settings.vault, Duration::from_secs(60)) {
+            Ok(vault) => Some(Arc::new(
+                SecretStore::connect(vault)
+                    .await
+                    .context("could not connect to Vault")?,
+            )),
+            Err(missing) if settings.tokens.auth == AuthMode::Tokens => {
+                anyhow::bail!("LETTERBOX_AUTH=tokens needs Vault: {missing}")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "No Vault credentials: job bodies go to the broker unencrypted (set VAULT_TOKEN or AppRole to seal them)"
+                );
+                None
+            }
+        };
+        let sealer: Option<Arc<dyn Sealer>> = match &store {
+            Some(store) => {
+                let sealer = TransitSealer::new(
+                    Arc::clone(store),
+                    &settings.vault.transit_mount,
+                    &settings.vault.payload_key,
+                );
+                sealer.check().await.with_context(|| {
+                    format!(
+                        "cannot seal payloads with the transit key {}/{} (letterbox-admin setup creates it)",
+                        settings.vault.transit_mount, settings.vault.payload_key
+                    )
+                })?;
+                Some(Arc::new(sealer))
+            }
+            None => None,
+        };
         let replies_stop = CancellationToken::new();
         let submitter = JobSubmitter::start(
             &connections,
-            Arc::new(sealer),
+            sealer,
             topology,
             BROKER_TIMEOUT,
             &tracker,
@@ -113,18 +130,23 @@ impl Application {
         )
         .await
         .context("could not set up the broker topology and reply queue")?;
-        let login_store = Arc::clone(&store);
-        let login_shutdown = shutdown.clone();
-        tracker.spawn(async move { login_store.maintain_login(login_shutdown).await });
-        let auth = letterbox_vault::auth::start(
-            store,
-            &settings.tokens,
-            &Role::ALL,
-            &tracker,
-            shutdown.clone(),
-        )
-        .await
-        .context("cannot read the client tokens from Vault")?;
+        let auth = match store {
+            Some(store) => {
+                let login_store = Arc::clone(&store);
+                let login_shutdown = shutdown.clone();
+                tracker.spawn(async move { login_store.maintain_login(login_shutdown).await });
+                letterbox_vault::auth::start(
+                    store,
+                    &settings.tokens,
+                    &Role::ALL,
+                    &tracker,
+                    shutdown.clone(),
+                )
+                .await
+                .context("cannot read the client tokens from Vault")?
+            }
+            None => None,
+        };
         let limits = request::limits_from(&settings);
         let state = Arc::new(AppState {
             submitter,
@@ -444,14 +466,14 @@ async fn require_monitor(
 
 /// The one gate before every endpoint but the health checks.
 async fn authorize(state: &AppState, needed: Role, request: Request, next: Next) -> Response {
+    let Some(auth) = &state.auth else {
+        return next.run(request).await;
+    };
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    match state
-        .auth
-        .check(authorization, needed, letterbox::time::now_ms() / 1000)
-    {
+    match auth.check(authorization, needed, letterbox::time::now_ms() / 1000) {
         Ok(_caller) => next.run(request).await,
         Err(error) => {
             tracing::info!(

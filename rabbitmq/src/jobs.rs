@@ -79,7 +79,11 @@ impl JobStream {
                 }
                 Err(error) => Err(UnreadableJob::Unsealable(error)),
             },
-            _ => Err(UnreadableJob::NotSealed),
+            // An ingress without Vault sends jobs in the clear.
+            (Some(_), None) => {
+                codec::decode_job(&delivery.data).map_err(UnreadableJob::Undecodable)
+            }
+            (None, _) => Err(UnreadableJob::NotSealed),
         };
         Some(Ok(JobDelivery {
             job,
@@ -126,7 +130,7 @@ fn as_u64(value: &AMQPValue) -> Option<u64> {
 /// Why a delivered job cannot be worked on.
 #[derive(Debug, thiserror::Error)]
 pub enum UnreadableJob {
-    #[error("the job carries no data key header: it was not sealed by Letterbox")]
+    #[error("the job carries no correlation id: it was not published by Letterbox")]
     NotSealed,
     #[error("{0}")]
     Unsealable(SealError),
@@ -212,16 +216,21 @@ impl Replier {
         &self,
         reply_to: &str,
         correlation_id: &str,
-        wrapped_key: &str,
+        wrapped_key: Option<&str>,
         reply: &Reply,
     ) -> Result<(), BrokerError> {
         let plain = Zeroizing::new(codec::encode_reply(reply)?);
-        let body = self
-            .sealer
-            .seal_with(wrapped_key, &reply_aad(correlation_id), &plain)
-            .await?;
         let mut headers = FieldTable::default();
-        headers.insert(KEY_HEADER.into(), AMQPValue::LongString(wrapped_key.into()));
+        // A reply travels the way its job did: sealed under the job's key, or in the clear.
+        let body = match wrapped_key {
+            Some(wrapped_key) => {
+                headers.insert(KEY_HEADER.into(), AMQPValue::LongString(wrapped_key.into()));
+                self.sealer
+                    .seal_with(wrapped_key, &reply_aad(correlation_id), &plain)
+                    .await?
+            }
+            None => plain.to_vec(),
+        };
         let properties = BasicProperties::default()
             .with_headers(headers)
             .with_content_type(CONTENT_TYPE.into())

@@ -46,7 +46,7 @@ impl ReplyRouter {
     /// lost rather than hanging).
     pub async fn start(
         connection: &Connection,
-        sealer: Arc<dyn Sealer>,
+        sealer: Option<Arc<dyn Sealer>>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, BrokerError> {
@@ -93,12 +93,14 @@ impl ReplyRouter {
                             .correlation_id()
                             .as_ref()
                             .and_then(|id| Uuid::parse_str(id.as_str()).ok());
-                        let body = match (correlation, wrapped_key(&delivery.properties)) {
-                            (Some(job_id), Some(wrapped)) => sealer
+                        let body = match (correlation, wrapped_key(&delivery.properties), &sealer) {
+                            (Some(job_id), Some(wrapped), Some(sealer)) => sealer
                                 .open(&wrapped, &reply_aad(&job_id.to_string()), &delivery.data)
                                 .await
                                 .ok()
                                 .map(Zeroizing::new),
+                            // This ingress seals nothing, so its replies come back in the clear.
+                            (Some(_), None, None) => Some(Zeroizing::new(delivery.data)),
                             _ => None,
                         };
                         task_router.route(correlation, body.as_ref().map(|b| b.as_slice()));
@@ -210,8 +212,8 @@ pub struct JobSubmitter {
     publisher: Publisher,
     router: Arc<ReplyRouter>,
     topology: Topology,
-    /// Encrypts every job body before it leaves the process.
-    sealer: Arc<dyn Sealer>,
+    /// Encrypts every job body before it leaves the process; `None` only without Vault.
+    sealer: Option<Arc<dyn Sealer>>,
 }
 
 impl JobSubmitter {
@@ -219,7 +221,7 @@ impl JobSubmitter {
     /// connections, so flow control on the publishing one cannot stall replies.
     pub async fn start(
         connections: &Connections,
-        sealer: Arc<dyn Sealer>,
+        sealer: Option<Arc<dyn Sealer>>,
         topology: Topology,
         timeout: Duration,
         tracker: &TaskTracker,
@@ -228,8 +230,7 @@ impl JobSubmitter {
         let publisher = Publisher::open(&connections.publish, timeout).await?;
         topology.declare(publisher.channel()).await?;
         let router =
-            ReplyRouter::start(&connections.consume, Arc::clone(&sealer), tracker, shutdown)
-                .await?;
+            ReplyRouter::start(&connections.consume, sealer.clone(), tracker, shutdown).await?;
         Ok(Self {
             publisher,
             router,
@@ -247,12 +248,19 @@ impl JobSubmitter {
             .map_err(|_| BrokerError::ReplyQueueClosed)?;
         let id = job.id.to_string();
         let plain = Zeroizing::new(codec::encode_job(job)?);
-        let sealed = self.sealer.seal(&job_aad(&id), &plain).await?;
         let mut headers = FieldTable::default();
-        headers.insert(
-            KEY_HEADER.into(),
-            AMQPValue::LongString(sealed.wrapped_key.as_str().into()),
-        );
+        let body = match &self.sealer {
+            Some(sealer) => {
+                let sealed = sealer.seal(&job_aad(&id), &plain).await?;
+                headers.insert(
+                    KEY_HEADER.into(),
+                    AMQPValue::LongString(sealed.wrapped_key.as_str().into()),
+                );
+                sealed.ciphertext
+            }
+            // Only an ingress without Vault (a development setup) publishes in the clear.
+            None => plain.to_vec(),
+        };
         let ttl_ms = job
             .deadline_ms
             .saturating_sub(letterbox::time::now_ms())
@@ -267,13 +275,7 @@ impl JobSubmitter {
             .with_expiration(ttl_ms.to_string().into())
             .with_timestamp(job.created_at_us / 1_000_000);
         self.publisher
-            .publish(
-                "",
-                &self.topology.jobs_queue,
-                &sealed.ciphertext,
-                properties,
-                true,
-            )
+            .publish("", &self.topology.jobs_queue, &body, properties, true)
             .await?;
         Ok(pending)
     }

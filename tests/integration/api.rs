@@ -328,3 +328,36 @@ async fn wrong_methods_get_a_json_405() {
     assert_eq!(body["error"]["code"], "method_not_allowed");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_development_setup_without_tokens_or_vault_on_the_ingress_still_writes_letters() {
+    // LETTERBOX_AUTH=none and no Vault credentials for the ingress: jobs travel unsealed.
+    let app = spawn_app_with(Options {
+        open: true,
+        ..Options::default()
+    })
+    .await;
+    let body = json!({"resume_text": RESUME, "job_description": job_description()});
+    let response = app
+        .http
+        .post(format!("{}/v1/cover-letters", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let letter: serde_json::Value = response.json().await.unwrap();
+    let sent = &app.stub.requests()[0];
+    assert_eq!(
+        letter["cover_letter"],
+        letter::compose(&sent.system, &sent.user)
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    app.stop().await;
+}

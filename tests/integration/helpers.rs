@@ -12,7 +12,7 @@ use letterbox_bench::stub::{self, Failure, Latency, StubConfig, StubHandle};
 use letterbox_consumer::{ConsumerApp, ConsumerSettings};
 use letterbox_producer::{Application, ProducerSettings};
 use letterbox_rabbitmq::Topology;
-use letterbox_vault::auth::TokenArgs;
+use letterbox_vault::auth::{AuthMode, TokenArgs};
 use letterbox_vault::tokens::{self, Rate, Role};
 use letterbox_vault::{SecretStore, TokensPath, VaultSettings};
 use secrecy::SecretString;
@@ -97,6 +97,8 @@ pub struct Options {
     /// Serve the API over HTTPS: certificate file, key file, minimum version, and the CA the
     /// test's client trusts.
     pub tls: Option<Tls>,
+    /// The development setup: no client tokens, and an ingress without Vault credentials.
+    pub open: bool,
 }
 
 pub struct Tls {
@@ -125,6 +127,7 @@ impl Default for Options {
                 per_seconds: 1,
             }),
             tls: None,
+            open: false,
         }
     }
 }
@@ -182,6 +185,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         let mut settings =
             consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
         settings.secret_cache_ttl_secs = options.secret_cache_ttl_secs;
+        if options.open {
+            settings.tokens.auth = AuthMode::None;
+        }
         let app = ConsumerApp::build(settings, shutdown.child_token())
             .await
             .unwrap();
@@ -197,8 +203,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.max_upload_bytes = options.max_upload_bytes;
     settings.broker.queue_max_length = options.queue_max_length;
     settings.shutdown_grace_ms = 2_000;
-    settings.vault = vault_args();
-    settings.tokens = token_args(&key_path);
+    if !options.open {
+        settings.vault = vault_args();
+        settings.tokens = token_args(&key_path);
+    }
     let mut http = reqwest::Client::builder();
     let scheme = if let Some(tls) = &options.tls {
         settings.tls_cert = Some(tls.cert.clone());
@@ -243,6 +251,7 @@ pub fn vault_args() -> VaultArgs {
 /// Each test's tokens live beside its LLM key; records are reloaded every second.
 pub fn token_args(key_path: &str) -> TokenArgs {
     TokenArgs {
+        auth: AuthMode::Tokens,
         tokens_path: tokens_path(key_path),
         token_refresh_secs: 1,
         ..TokenArgs::default()

@@ -87,6 +87,7 @@ async fn canaries_never_reach_logs_metrics_the_broker_or_files() {
             .env("VAULT_ADDR", &vault_addr)
             .env("VAULT_TOKEN", &vault_token)
             .env("LETTERBOX_TOKENS_PATH", tokens_path(&app.key_path))
+            .env("LETTERBOX_AUTH", "tokens")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
     };

@@ -45,6 +45,7 @@ async fn two_consumer_processes_both_take_work() {
                     .env("VAULT_TOKEN", &vault_token)
                     .env("LETTERBOX_LLM_KEY_PATH", format!("secret/{}", app.key_path))
                     .env("LETTERBOX_TOKENS_PATH", tokens_path(&app.key_path))
+                    .env("LETTERBOX_AUTH", "tokens")
                     .env("LLM_BASE_URL", &app.stub.base_url)
                     .env("LLM_MODEL", "letterbox-stub-1")
                     .stdout(Stdio::null())

@@ -19,6 +19,11 @@ use crate::{SecretStore, TokensPath, VaultError};
 /// these options.
 #[derive(clap::Args, Clone)]
 pub struct TokenArgs {
+    /// `tokens`: every endpoint but the health checks needs a bearer token of the right role.
+    /// `none`: no client authentication (development only).
+    #[arg(long, env = letterbox::env::AUTH, value_enum, default_value = "none")]
+    pub auth: AuthMode,
+
     /// KV v2 path under which client token records live.
     #[arg(long, env = letterbox::env::TOKENS_PATH, default_value = letterbox::settings::DEFAULT_TOKENS_PATH)]
     pub tokens_path: String,
@@ -35,6 +40,7 @@ pub struct TokenArgs {
 impl Default for TokenArgs {
     fn default() -> Self {
         Self {
+            auth: AuthMode::None,
             tokens_path: letterbox::settings::DEFAULT_TOKENS_PATH.to_owned(),
             default_rate: Rate {
                 requests: 60,
@@ -43,6 +49,15 @@ impl Default for TokenArgs {
             token_refresh_secs: 10,
         }
     }
+}
+
+/// Whether clients must present a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// No client authentication: anyone who reaches the port may call every endpoint.
+    None,
+    /// Bearer tokens with roles and rate limits, checked against Vault.
+    Tokens,
 }
 
 /// Why a request is refused before it does anything.
@@ -250,7 +265,13 @@ pub async fn start(
     roles: &[Role],
     tracker: &tokio_util::task::TaskTracker,
     shutdown: CancellationToken,
-) -> Result<Arc<Authenticator>, VaultError> {
+) -> Result<Option<Arc<Authenticator>>, VaultError> {
+    if args.auth == AuthMode::None {
+        tracing::warn!(
+            "Client authentication is off (LETTERBOX_AUTH=none): anyone who reaches this port may use it"
+        );
+        return Ok(None);
+    }
     let path = TokensPath::parse(&args.tokens_path)?;
     let refresh = Duration::from_secs(args.token_refresh_secs);
     let authenticator = Arc::new(Authenticator::new(roles, args.default_rate));
@@ -267,7 +288,7 @@ pub async fn start(
         refresh.max(Duration::from_millis(100)),
         shutdown,
     ));
-    Ok(authenticator)
+    Ok(Some(authenticator))
 }
 
 /// `requests` per `per_seconds`, with the whole allowance available as a burst.
