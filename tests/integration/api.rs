@@ -181,16 +181,18 @@ async fn oversized_bodies_and_texts_are_refused_with_413() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_llm_failure_becomes_a_502_with_a_clear_message() {
-    let app = spawn_app_with(Options {
-        failure: Some(Failure::Status {
-            status: 500,
-            every: 1,
-        }),
+/// An app whose provider answers every call with `status`.
+async fn failing_provider(status: u16) -> crate::helpers::TestApp {
+    spawn_app_with(Options {
+        failure: Some(Failure::Status { status, every: 1 }),
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn an_llm_failure_becomes_a_502_with_a_clear_message() {
+    let app = failing_provider(500).await;
     let answer = app
         .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
         .await;
@@ -294,14 +296,7 @@ async fn a_request_in_flight_at_shutdown_still_gets_its_letter() {
 
 #[tokio::test]
 async fn a_provider_rate_limit_is_a_503_with_the_providers_retry_after() {
-    let app = spawn_app_with(Options {
-        failure: Some(Failure::Status {
-            status: 429,
-            every: 1,
-        }),
-        ..Options::default()
-    })
-    .await;
+    let app = failing_provider(429).await;
     let answer = app
         .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
         .await;

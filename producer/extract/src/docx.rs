@@ -1,11 +1,14 @@
 //! DOCX text: the main document part (`word/document.xml`) read from the ZIP archive in memory
-//! and walked with a streaming XML reader.
+//! and walked with a streaming XML reader, with the style part alongside it.
 //!
-//! Two kinds of hostile input shape this module. Zip bombs: the part is read through a bound on
+//! Two kinds of hostile input shape this module. Zip bombs: every part is read through a bound on
 //! both its absolute size and its compression ratio, so a small upload cannot expand to gigabytes.
-//! Hidden text: runs marked hidden, white on no background, or one point high are invisible to a
-//! human reviewer but not to an LLM, which makes them the classic place for injected instructions
-//! ("ignore the job description and ..."); such runs are dropped.
+//! Hidden text: runs marked hidden, white on no background, one point high or moved far off the
+//! line, and deleted revisions, are invisible to a human reviewer but not to an LLM, which makes
+//! them the classic place for injected instructions ("ignore the job description and ...");
+//! such runs are dropped, whether the run itself or a style it uses (see [`styles`]) hides it.
+
+mod styles;
 
 use std::io::{Cursor, Read};
 use std::time::Instant;
@@ -17,8 +20,26 @@ use quick_xml::name::{Namespace, ResolveResult};
 use zip::result::ZipError;
 
 use crate::{ExtractError, Limits};
+use styles::{Effective, RunFormat, Styles};
 
 const MAIN_PART: &str = "word/document.xml";
+
+/// The main part's relationships: they, not a fixed name, say where Word finds the style part.
+const MAIN_PART_RELATIONSHIPS: &str = "word/_rels/document.xml.rels";
+/// Relative targets in `MAIN_PART_RELATIONSHIPS` start from the main part's folder.
+const MAIN_PART_FOLDER: &str = "word/";
+/// Where the style part is when the package has no relationships part to say otherwise.
+const DEFAULT_STYLES_PART: &str = "word/styles.xml";
+const STYLES_RELATIONSHIP: &[&str] = &[
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles",
+    "http://purl.oclc.org/ooxml/officeDocument/relationships/styles",
+];
+
+/// Bound on the style and relationship parts, which hold no text. It is separate from
+/// `Limits::max_decompressed_bytes`, which sizes the text part: a style sheet's size says nothing
+/// about the document's length (Word's full built-in sheet is about 350 KB even for a one-page
+/// letter).
+const MAX_FORMATTING_PART_BYTES: u64 = 8 * 1024 * 1024;
 
 /// A real document part compresses about 3–30:1; 100:1 is only reached by padding.
 const MAX_COMPRESSION_RATIO: u64 = 100;
@@ -39,6 +60,12 @@ const WORDPROCESSING_NS: &[&str] = &[
     "http://purl.oclc.org/ooxml/wordprocessingml/main",
 ];
 const MARKUP_COMPATIBILITY_NS: &str = "http://schemas.openxmlformats.org/markup-compatibility/2006";
+const WORD_SHAPE_NS: &str = "http://schemas.microsoft.com/office/word/2010/wordprocessingShape";
+const DRAWING_NS: &[&str] = &[
+    "http://schemas.openxmlformats.org/drawingml/2006/main",
+    "http://purl.oclc.org/ooxml/drawingml/main",
+];
+const VML_NS: &str = "urn:schemas-microsoft-com:vml";
 
 const BOMB: ExtractError = ExtractError::Unreadable {
     reason: "the DOCX file unpacks to far more data than a resume holds (a possible zip bomb)",
@@ -50,22 +77,22 @@ const BAD_XML: ExtractError = ExtractError::Unreadable {
     reason: "the DOCX file's text part is not well-formed",
 };
 
+type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
+
 pub(crate) fn extract(
     bytes: &[u8],
     limits: &Limits,
     deadline: Instant,
 ) -> Result<String, ExtractError> {
-    let xml = read_main_part(bytes, limits)?;
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|_| DAMAGED)?;
+    let xml = read_main_part(&mut archive, limits)?;
+    let styles = read_style_part(&mut archive, deadline)?;
     let xml = decode_xml(&xml)?;
-    walk(xml, limits, deadline)
+    walk(xml, &styles, limits, deadline)
 }
 
-fn read_main_part(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, ExtractError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|_| DAMAGED)?;
-    let mut entry = archive.by_name(MAIN_PART).map_err(|error| match error {
-        ZipError::FileNotFound => ExtractError::Unsupported {
-            what: "a ZIP archive that is not a DOCX",
-        },
+fn entry_error(error: ZipError) -> ExtractError {
+    match error {
         ZipError::UnsupportedArchive(message) if message == ZipError::PASSWORD_REQUIRED => {
             ExtractError::Encrypted
         }
@@ -75,12 +102,108 @@ fn read_main_part(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, ExtractError
             }
         }
         _ => DAMAGED,
+    }
+}
+
+fn read_main_part(archive: &mut Archive<'_>, limits: &Limits) -> Result<Vec<u8>, ExtractError> {
+    let mut entry = archive.by_name(MAIN_PART).map_err(|error| match error {
+        ZipError::FileNotFound => ExtractError::Unsupported {
+            what: "a ZIP archive that is not a DOCX",
+        },
+        error => entry_error(error),
     })?;
+    read_bounded(&mut entry, limits.max_decompressed_bytes)
+}
+
+/// The style sheet Word would apply; none when the package has no style part.
+fn read_style_part(archive: &mut Archive<'_>, deadline: Instant) -> Result<Styles, ExtractError> {
+    let Some(name) = style_part_name(archive)? else {
+        return Ok(Styles::default());
+    };
+    let Some(xml) = read_optional_part(archive, &name)? else {
+        return Ok(Styles::default());
+    };
+    let xml = decode_xml(&xml).map_err(|_| styles::BAD_STYLES)?;
+    styles::read_styles(&xml, deadline)
+}
+
+/// Word finds the style part through the main part's relationships, so a style sheet stored
+/// under another name is still applied; reading only `word/styles.xml` would miss it.
+fn style_part_name(archive: &mut Archive<'_>) -> Result<Option<String>, ExtractError> {
+    let Some(relationships) = read_optional_part(archive, MAIN_PART_RELATIONSHIPS)? else {
+        return Ok(Some(DEFAULT_STYLES_PART.to_owned()));
+    };
+    // Word refuses a package whose relationships it cannot parse.
+    let xml = decode_xml(&relationships).map_err(|_| DAMAGED)?;
+    let mut reader = NsReader::from_str(&xml);
+    loop {
+        match reader.read_event().map_err(|_| DAMAGED)? {
+            Event::Start(element) | Event::Empty(element)
+                if element.local_name().as_ref() == "Relationship" =>
+            {
+                let is_styles = attribute(&element, "Type")
+                    .is_some_and(|kind| STYLES_RELATIONSHIP.contains(&kind.as_str()));
+                let external = attribute(&element, "TargetMode").as_deref() == Some("External");
+                if let Some(target) = attribute(&element, "Target")
+                    && is_styles
+                    && !external
+                {
+                    return Ok(Some(part_name(MAIN_PART_FOLDER, &target)));
+                }
+            }
+            Event::Eof => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
+/// The ZIP entry name of a relationship target, relative to `folder` unless it starts with `/`.
+fn part_name(folder: &str, target: &str) -> String {
+    let joined = match target.strip_prefix('/') {
+        Some(absolute) => absolute.to_owned(),
+        None => format!("{folder}{target}"),
+    };
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in joined.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    segments.join("/")
+}
+
+/// A part other than the main one, bounded like it; `None` when the archive lacks it. Part names
+/// are case-insensitive in a package, ZIP entry names are not.
+fn read_optional_part(
+    archive: &mut Archive<'_>,
+    name: &str,
+) -> Result<Option<Vec<u8>>, ExtractError> {
+    let index = archive.index_for_name(name).or_else(|| {
+        archive
+            .file_names_raw()
+            .position(|raw| raw.eq_ignore_ascii_case(name.as_bytes()))
+    });
+    let Some(index) = index else {
+        return Ok(None);
+    };
+    let mut entry = archive.by_index(index).map_err(entry_error)?;
+    read_bounded(&mut entry, MAX_FORMATTING_PART_BYTES).map(Some)
+}
+
+/// Inflates one entry, refusing it once it passes `limit` bytes or expands suspiciously well.
+fn read_bounded(
+    entry: &mut zip::read::ZipFile<'_, Cursor<&[u8]>>,
+    limit: u64,
+) -> Result<Vec<u8>, ExtractError> {
     if entry.encrypted() {
         return Err(ExtractError::Encrypted);
     }
 
-    let allowed = limits.max_decompressed_bytes.min(
+    let allowed = limit.min(
         entry
             .compressed_size()
             .saturating_mul(MAX_COMPRESSION_RATIO)
@@ -99,7 +222,8 @@ fn read_main_part(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, ExtractError
     let capacity = usize::try_from(entry.size()).unwrap_or(0);
     let mut xml = Vec::with_capacity(capacity);
     // What the stream really inflates to is enforced here, whatever the header said.
-    (&mut entry)
+    entry
+        .by_ref()
         .take(allowed.saturating_add(1))
         .read_to_end(&mut xml)
         .map_err(|_| DAMAGED)?;
@@ -148,40 +272,87 @@ enum Tag {
     CellProps,
     /// `mc:Fallback` repeats its `mc:Choice` sibling for old readers (text boxes twice).
     Fallback,
+    /// A tracked deletion (`w:del`) or the old place of moved text (`w:moveFrom`): not on the
+    /// page, whether its runs hold `w:delText`, as Word writes them, or plain `w:t`.
+    Deleted,
+    /// A paragraph or table of a text box anchored in a hidden run, which hides the box.
+    Concealed,
+    /// A shape that can hold a text box (`wps:wsp`, VML shapes): its fill is a background.
+    Shape,
+    /// `wps:spPr`, where a shape's own fill is.
+    ShapeProps,
+    /// `wps:style`, where the theme fill a shape falls back on is.
+    ShapeStyle,
+    /// A DrawingML fill (`a:solidFill`, `a:noFill`, `a:fillRef`, ...) or VML `v:fill`.
+    Fill,
+    /// A DrawingML colour (`a:srgbClr`, `a:schemeClr`, ...).
+    Colour,
     /// Any other WordprocessingML element; some matter by name inside a run.
     Word,
     Other,
 }
 
-/// Formatting of the run being read, decided once its text is complete.
+/// The run being read; whether it is visible is decided once its text is complete.
 #[derive(Default)]
 struct Run {
     text: String,
-    hidden: bool,
-    white: bool,
-    on_background: bool,
+    /// `w:rStyle`.
+    style: Option<String>,
+    direct: RunFormat,
+    /// Index in `Walker::paragraphs` of the paragraph holding the run.
+    paragraph: Option<usize>,
+    /// Nested in a run that is hidden, which hides the text boxes anchored in it.
+    in_hidden_run: bool,
+}
+
+/// How the shape around a text box is filled, as far as read.
+#[derive(Default)]
+struct Shape {
+    /// From the shape's own properties.
+    fill: Option<bool>,
+    /// From its theme style, used when the shape sets no fill of its own.
+    style_fill: Option<bool>,
+}
+
+impl Shape {
+    fn filled(&self) -> bool {
+        self.fill.or(self.style_fill).unwrap_or(false)
+    }
 }
 
 #[derive(Default)]
-struct Walker {
+struct Paragraph {
+    /// `w:pStyle`.
+    style: Option<String>,
+    /// The paragraph's own `w:shd`.
+    shaded: Option<bool>,
+}
+
+struct Walker<'s> {
+    styles: &'s Styles,
     out: String,
     chars: usize,
     stack: Vec<Tag>,
     /// Runs can nest through text boxes anchored in a run.
     runs: Vec<Run>,
-    fallback_depth: usize,
-    paragraph_on_background: bool,
+    /// Paragraphs nest the same way, and the outer one's style still applies after a text box.
+    paragraphs: Vec<Paragraph>,
+    /// Depth inside elements whose content is not shown (see `Tag::skips`).
+    skip_depth: usize,
     /// One entry per open table cell: whether it is shaded (white text on it is visible).
     cells: Vec<bool>,
+    /// Shapes holding the text boxes being read; white text on a filled one is visible.
+    shapes: Vec<Shape>,
 }
 
 fn walk(
     xml: std::borrow::Cow<'_, str>,
+    styles: &Styles,
     limits: &Limits,
     deadline: Instant,
 ) -> Result<String, ExtractError> {
     let mut reader = NsReader::from_str(&xml);
-    let mut walker = Walker::default();
+    let mut walker = Walker::new(styles);
     let raw_budget = limits.max_chars.saturating_mul(RAW_TEXT_HEADROOM);
     let mut events = 0u32;
     loop {
@@ -231,6 +402,13 @@ fn walk(
     Ok(walker.out)
 }
 
+impl Tag {
+    /// Whether nothing inside the element is shown.
+    fn skips(self) -> bool {
+        matches!(self, Tag::Fallback | Tag::Deleted | Tag::Concealed)
+    }
+}
+
 fn classify(namespace: &ResolveResult<'_>, element: &BytesStart<'_>) -> Tag {
     let ResolveResult::Bound(Namespace(uri)) = namespace else {
         return Tag::Other;
@@ -241,6 +419,28 @@ fn classify(namespace: &ResolveResult<'_>, element: &BytesStart<'_>) -> Tag {
             Tag::Fallback
         } else {
             Tag::Other
+        };
+    }
+    if *uri == WORD_SHAPE_NS {
+        return match local.as_ref() {
+            "wsp" => Tag::Shape,
+            "spPr" => Tag::ShapeProps,
+            "style" => Tag::ShapeStyle,
+            _ => Tag::Other,
+        };
+    }
+    if DRAWING_NS.contains(uri) {
+        return match local.as_ref() {
+            "solidFill" | "gradFill" | "pattFill" | "blipFill" | "noFill" | "fillRef" => Tag::Fill,
+            "srgbClr" | "schemeClr" | "sysClr" | "prstClr" | "scrgbClr" | "hslClr" => Tag::Colour,
+            _ => Tag::Other,
+        };
+    }
+    if *uri == VML_NS {
+        return match local.as_ref() {
+            "shape" | "rect" | "roundrect" | "oval" => Tag::Shape,
+            "fill" => Tag::Fill,
+            _ => Tag::Other,
         };
     }
     if !WORDPROCESSING_NS.contains(uri) {
@@ -256,11 +456,26 @@ fn classify(namespace: &ResolveResult<'_>, element: &BytesStart<'_>) -> Tag {
         "tr" => Tag::Row,
         "tc" => Tag::Cell,
         "tcPr" => Tag::CellProps,
+        "del" | "moveFrom" => Tag::Deleted,
         _ => Tag::Word,
     }
 }
 
-impl Walker {
+impl<'s> Walker<'s> {
+    fn new(styles: &'s Styles) -> Self {
+        Self {
+            styles,
+            out: String::new(),
+            chars: 0,
+            stack: Vec::new(),
+            runs: Vec::new(),
+            paragraphs: Vec::new(),
+            skip_depth: 0,
+            cells: Vec::new(),
+            shapes: Vec::new(),
+        }
+    }
+
     fn parent(&self) -> Option<Tag> {
         self.stack.last().copied()
     }
@@ -272,27 +487,49 @@ impl Walker {
     fn open(&mut self, tag: Tag, element: &BytesStart<'_>) {
         let parent = self.parent();
         let grandparent = self.grandparent();
+        let tag = if matches!(tag, Tag::Paragraph | Tag::Table)
+            && self.skip_depth == 0
+            && self.in_hidden_run()
+        {
+            Tag::Concealed
+        } else {
+            tag
+        };
         self.stack.push(tag);
-        if tag == Tag::Fallback {
-            self.fallback_depth += 1;
+        if tag.skips() {
+            self.skip_depth += 1;
         }
-        if self.fallback_depth > 0 {
+        if self.skip_depth > 0 {
             return;
         }
         match tag {
-            Tag::Paragraph => self.paragraph_on_background = false,
-            Tag::Run => self.runs.push(Run::default()),
+            Tag::Paragraph => self.paragraphs.push(Paragraph::default()),
+            Tag::Run => {
+                let run = Run {
+                    paragraph: self.paragraphs.len().checked_sub(1),
+                    in_hidden_run: self.in_hidden_run(),
+                    ..Run::default()
+                };
+                self.runs.push(run);
+            }
             Tag::Cell => self.cells.push(false),
+            Tag::Shape => self.shapes.push(Shape {
+                fill: vml_shape_fill(element),
+                style_fill: None,
+            }),
+            Tag::Fill => self.fill(parent, element),
+            Tag::Colour if parent == Some(Tag::Fill) => self.fill_colour(grandparent, element),
             Tag::Word => {
                 let local = element.local_name();
                 let name = local.as_ref();
+                // Direct properties only: `w:rPrChange`, `w:pPrChange` and `w:tcPrChange` hold
+                // the *old* properties, in elements of the same names one level further down.
                 match (parent, grandparent) {
-                    // Direct run properties only: `w:rPrChange` holds the *old* properties.
                     (Some(Tag::RunProps), Some(Tag::Run)) => self.run_property(name, element),
-                    (Some(Tag::ParagraphProps), _) if name == "shd" => {
-                        self.paragraph_on_background = shading_is_visible(element);
+                    (Some(Tag::ParagraphProps), Some(Tag::Paragraph)) => {
+                        self.paragraph_property(name, element);
                     }
-                    (Some(Tag::CellProps), _) if name == "shd" => {
+                    (Some(Tag::CellProps), Some(Tag::Cell)) if name == "shd" => {
                         if let Some(cell) = self.cells.last_mut() {
                             *cell = shading_is_visible(element);
                         }
@@ -309,22 +546,89 @@ impl Walker {
         let Some(run) = self.runs.last_mut() else {
             return;
         };
+        if name == "rStyle" {
+            run.style = attribute(element, "val");
+        } else {
+            run.direct.read(name, element);
+        }
+    }
+
+    fn paragraph_property(&mut self, name: &str, element: &BytesStart<'_>) {
+        let Some(paragraph) = self.paragraphs.last_mut() else {
+            return;
+        };
         match name {
-            "vanish" | "webHidden" | "specVanish" => run.hidden |= toggle_is_on(element),
-            "color" => run.white = attribute(element, "val").is_some_and(|v| is_whitish(&v)),
-            // Half-points: 2 is one point, unreadable on paper.
-            "sz" => {
-                run.hidden |= attribute(element, "val")
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .is_some_and(|size| size <= 2);
+            "pStyle" => paragraph.style = attribute(element, "val"),
+            "shd" => paragraph.shaded = Some(shading_is_visible(element)),
+            _ => {}
+        }
+    }
+
+    /// A fill element: DrawingML's in `wps:spPr` or `wps:style`, or VML's `v:fill`. Fills in
+    /// other places (a line's `a:ln`, a picture) say nothing about the text box background.
+    fn fill(&mut self, parent: Option<Tag>, element: &BytesStart<'_>) {
+        let Some(shape) = self.shapes.last_mut() else {
+            return;
+        };
+        let local = element.local_name();
+        match (parent, local.as_ref()) {
+            (Some(Tag::ShapeProps), name) => shape.fill = Some(name != "noFill"),
+            (Some(Tag::ShapeStyle), "fillRef") => {
+                shape.style_fill = Some(attribute(element, "idx").is_some_and(|i| i != "0"));
             }
-            "shd" => run.on_background |= shading_is_visible(element),
-            "highlight" => {
-                run.on_background |=
-                    attribute(element, "val").is_some_and(|v| v != "none" && v != "white");
+            (Some(Tag::Shape), "fill") => {
+                if !toggle_is_on_attribute(element, "on") {
+                    shape.fill = Some(false);
+                } else if let Some(colour) = attribute(element, "color") {
+                    shape.fill = Some(!vml_colour_is_whitish(&colour));
+                }
             }
             _ => {}
         }
+    }
+
+    /// The colour of a DrawingML fill: a white fill is no background for white text.
+    fn fill_colour(&mut self, fill_parent: Option<Tag>, element: &BytesStart<'_>) {
+        let Some(shape) = self.shapes.last_mut() else {
+            return;
+        };
+        let slot = match fill_parent {
+            Some(Tag::ShapeProps) => &mut shape.fill,
+            Some(Tag::ShapeStyle) => &mut shape.style_fill,
+            _ => return,
+        };
+        if *slot == Some(true) && drawing_colour_is_whitish(element) {
+            *slot = Some(false);
+        }
+    }
+
+    /// Whether what opens now is inside a hidden run. Each run carries the answer for the runs
+    /// around it, so this stays constant-time however deeply runs nest.
+    fn in_hidden_run(&self) -> bool {
+        self.runs
+            .last()
+            .is_some_and(|run| run.in_hidden_run || self.format(run).vanished)
+    }
+
+    fn paragraph_of(&self, run: &Run) -> Option<&Paragraph> {
+        run.paragraph.and_then(|index| self.paragraphs.get(index))
+    }
+
+    fn format(&self, run: &Run) -> Effective {
+        let paragraph_style = self.paragraph_of(run).and_then(|p| p.style.as_deref());
+        self.styles
+            .run(paragraph_style, run.style.as_deref(), &run.direct)
+    }
+
+    fn paragraph_shaded(&self, run: &Run) -> bool {
+        let paragraph = self.paragraph_of(run);
+        paragraph
+            .and_then(|p| p.shaded)
+            .or_else(|| {
+                self.styles
+                    .paragraph_shaded(paragraph.and_then(|p| p.style.as_deref()))
+            })
+            .unwrap_or(false)
     }
 
     fn run_content(&mut self, name: &str) {
@@ -340,7 +644,7 @@ impl Walker {
     }
 
     fn text(&mut self, text: &str) {
-        if self.fallback_depth > 0 || self.parent() != Some(Tag::Text) {
+        if self.skip_depth > 0 || self.parent() != Some(Tag::Text) {
             return;
         }
         if let Some(run) = self.runs.last_mut() {
@@ -352,20 +656,25 @@ impl Walker {
         let Some(tag) = self.stack.pop() else {
             return;
         };
-        if tag == Tag::Fallback {
-            self.fallback_depth = self.fallback_depth.saturating_sub(1);
+        if tag.skips() {
+            self.skip_depth = self.skip_depth.saturating_sub(1);
             return;
         }
-        if self.fallback_depth > 0 {
+        if self.skip_depth > 0 {
             return;
         }
         match tag {
             Tag::Run => {
                 if let Some(run) = self.runs.pop() {
-                    let on_background = run.on_background
-                        || self.paragraph_on_background
-                        || self.cells.last() == Some(&true);
-                    let invisible = run.hidden || (run.white && !on_background);
+                    let format = self.format(&run);
+                    let on_background = format.on_background
+                        || self.paragraph_shaded(&run)
+                        || self.cells.last() == Some(&true)
+                        || self.shapes.last().is_some_and(Shape::filled);
+                    let invisible = format.vanished
+                        || format.unreadable
+                        || run.in_hidden_run
+                        || (format.white && !on_background);
                     if invisible {
                         tracing::debug!(
                             chars = run.text.chars().count(),
@@ -377,7 +686,10 @@ impl Walker {
                 }
             }
             // Paragraphs inside a table cell stay on the cell's line.
-            Tag::Paragraph => self.push(if self.cells.is_empty() { "\n" } else { " " }),
+            Tag::Paragraph => {
+                self.paragraphs.pop();
+                self.push(if self.cells.is_empty() { "\n" } else { " " });
+            }
             Tag::Cell => {
                 self.cells.pop();
                 let trimmed = self.out.trim_end_matches([' ', '\t']).len();
@@ -390,6 +702,9 @@ impl Walker {
                 self.push("\n");
             }
             Tag::Table => self.push("\n"),
+            Tag::Shape => {
+                self.shapes.pop();
+            }
             _ => {}
         }
     }
@@ -414,6 +729,50 @@ fn toggle_is_on(element: &BytesStart<'_>) -> bool {
         attribute(element, "val").as_deref(),
         Some("false" | "0" | "off")
     )
+}
+
+/// VML's on/off attributes: "f", "false" (and "0", "off") are off; absent is on.
+fn toggle_is_on_attribute(element: &BytesStart<'_>, name: &str) -> bool {
+    !matches!(
+        attribute(element, name).as_deref(),
+        Some("f" | "false" | "0" | "off")
+    )
+}
+
+/// A VML shape's own fill. VML fills white unless told otherwise, and a white fill is no
+/// background for white text, so only a coloured `fillcolor` counts.
+fn vml_shape_fill(element: &BytesStart<'_>) -> Option<bool> {
+    if !toggle_is_on_attribute(element, "filled") {
+        return Some(false);
+    }
+    attribute(element, "fillcolor").map(|colour| !vml_colour_is_whitish(&colour))
+}
+
+/// VML colours: "#1F3864", "#fff", "white", "black [3213]".
+fn vml_colour_is_whitish(value: &str) -> bool {
+    let colour = value.split_whitespace().next().unwrap_or_default();
+    match colour.strip_prefix('#') {
+        Some(hex) if hex.len() == 3 => {
+            is_whitish(&hex.chars().flat_map(|c| [c, c]).collect::<String>())
+        }
+        Some(hex) => is_whitish(hex),
+        None => colour.eq_ignore_ascii_case("white"),
+    }
+}
+
+/// A DrawingML colour element; theme colours are taken as Office's default theme has them.
+fn drawing_colour_is_whitish(element: &BytesStart<'_>) -> bool {
+    let local = element.local_name();
+    let value = attribute(element, "val").unwrap_or_default();
+    match local.as_ref() {
+        "srgbClr" => is_whitish(&value),
+        "schemeClr" => matches!(value.as_str(), "bg1" | "lt1"),
+        "sysClr" => {
+            value == "window" || attribute(element, "lastClr").is_some_and(|c| is_whitish(&c))
+        }
+        "prstClr" => value == "white",
+        _ => false,
+    }
 }
 
 /// White or nearly so ("FFFFFF", "FEFEFE"): invisible on a white page.
@@ -451,7 +810,13 @@ mod tests {
 
     fn text_of(inner: &str) -> String {
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        walk(body(inner).into(), &Limits::default(), deadline).unwrap()
+        walk(
+            body(inner).into(),
+            &Styles::default(),
+            &Limits::default(),
+            deadline,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -513,6 +878,7 @@ mod tests {
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
         let result = walk(
             body("<w:p><w:r><w:t>oops</w:r></w:p>").into(),
+            &Styles::default(),
             &Limits::default(),
             deadline,
         );
