@@ -62,6 +62,8 @@ pub struct Application {
     /// Kept open for the life of the app; closed after the HTTP server drains.
     connections: Connections,
     grace: Duration,
+    /// How long a client may take to send its request headers.
+    header_timeout: Duration,
 }
 
 impl Application {
@@ -193,6 +195,7 @@ impl Application {
             replies_stop,
             connections,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
+            header_timeout: Duration::from_millis(settings.header_timeout_ms),
         })
     }
 
@@ -203,31 +206,37 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then stops accepting, lets in-flight
     /// requests finish (up to the grace period) and closes the broker connections.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let shutdown = self.shutdown.clone();
         tracing::info!(addr = %self.local_addr()?, tls = self.tls.is_some(), "Listening");
         let grace = self.grace;
+        let header_timeout = self.header_timeout;
         let (listener, tls, router) = (self.listener, self.tls, self.router);
         // axum-server drains on its handle rather than on a future.
         let handle = axum_server::Handle::new();
-        if tls.is_some() {
-            let (stopper, stop) = (handle.clone(), self.shutdown.clone());
-            self.tracker.spawn(async move {
-                stop.cancelled().await;
-                stopper.graceful_shutdown(Some(grace));
-            });
-        }
+        let (stopper, stop) = (handle.clone(), self.shutdown.clone());
+        self.tracker.spawn(async move {
+            stop.cancelled().await;
+            stopper.graceful_shutdown(Some(grace));
+        });
         let drained = async move {
+            let listener = listener.into_std()?;
+            // A client that never finishes its request headers is cut off, so idle connections
+            // cannot pile up (slowloris); a slow body is bounded by the request's deadline.
+            let tune = |builder: &mut hyper_util::server::conn::auto::Builder<_>| {
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+            };
             match tls {
                 None => {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                        .await?;
+                    let mut server = axum_server::from_tcp(listener)?.handle(handle);
+                    tune(server.http_builder());
+                    server.serve(router.into_make_service()).await?;
                 }
                 Some(config) => {
-                    axum_server::from_tcp_rustls(listener.into_std()?, config)?
-                        .handle(handle)
-                        .serve(router.into_make_service())
-                        .await?;
+                    let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
+                    tune(server.http_builder());
+                    server.serve(router.into_make_service()).await?;
                 }
             }
             anyhow::Ok(())

@@ -57,6 +57,10 @@ pub struct ProducerSettings {
     #[arg(long, env = env::MAX_WAITING, default_value_t = 5_000)]
     pub max_waiting: usize,
 
+    /// Time a client may take to send its request headers, in milliseconds.
+    #[arg(long, env = env::HEADER_TIMEOUT_MS, default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
     /// Time allowed to in-flight requests after SIGTERM, in milliseconds.
     #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
@@ -78,6 +82,7 @@ impl ProducerSettings {
             max_resume_chars: 50_000,
             max_job_description_chars: 30_000,
             max_waiting: 5_000,
+            header_timeout_ms: 10_000,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }
@@ -113,6 +118,10 @@ mod tests {
             defaults.max_job_description_chars.to_string()
         );
         assert_eq!(default("max_waiting"), defaults.max_waiting.to_string());
+        assert_eq!(
+            default("header_timeout_ms"),
+            defaults.header_timeout_ms.to_string()
+        );
         assert_eq!(
             default("shutdown_grace_ms"),
             defaults.shutdown_grace_ms.to_string()

@@ -356,3 +356,38 @@ async fn a_development_setup_without_tokens_or_vault_on_the_ingress_still_writes
     assert_eq!(metrics.status().as_u16(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(Options {
+        header_timeout_ms: 300,
+        ..Options::default()
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: letterbox\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    // The server answers 408 or just closes; either way the connection ends, well within 5 s.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut buffer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the half-sent request kept the connection open"
+    );
+    let text = String::from_utf8_lossy(&buffer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // A complete request on a fresh connection is still served.
+    assert_eq!(app.get_text(&format!("{}/healthz", app.base)).await.0, 200);
+    app.stop().await;
+}

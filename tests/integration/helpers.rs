@@ -99,6 +99,7 @@ pub struct Options {
     pub tls: Option<Tls>,
     /// The development setup: no client tokens, and an ingress without Vault credentials.
     pub open: bool,
+    pub header_timeout_ms: u64,
 }
 
 pub struct Tls {
@@ -128,6 +129,7 @@ impl Default for Options {
             }),
             tls: None,
             open: false,
+            header_timeout_ms: 10_000,
         }
     }
 }
@@ -203,6 +205,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.max_upload_bytes = options.max_upload_bytes;
     settings.broker.queue_max_length = options.queue_max_length;
     settings.shutdown_grace_ms = 2_000;
+    settings.header_timeout_ms = options.header_timeout_ms;
     if !options.open {
         settings.vault = vault_args();
         settings.tokens = token_args(&key_path);
