@@ -20,10 +20,15 @@ use tracing_subscriber::EnvFilter;
 /// Starts the process's log output on stderr. `LETTERBOX_LOG` takes `tracing` filter directives
 /// (`info`, `letterbox_consumer=debug`, …); the default is `info`.
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// `init_tracing` with another default level (a command-line tool shows warnings only).
+pub fn init_tracing_at(default: &str) {
     // The Vault client logs every failed call at ERROR, before Letterbox reports the same failure
     // once, with what to do about it: its own lines are noise.
     let filter = EnvFilter::try_from_env(crate::env::LOG)
-        .unwrap_or_else(|_| EnvFilter::new("info,vaultrs=off,rustify=off"));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},vaultrs=off,rustify=off")));
     // A second call (tests start several apps in one process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -94,7 +94,7 @@ enum TokensCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    letterbox::telemetry::init_tracing();
+    letterbox::telemetry::init_tracing_at("warn");
     letterbox::install_crypto_provider();
     letterbox::exit_on_error(run(cli).await)
 }
@@ -162,8 +162,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !too_old.is_empty() {
                 let names: Vec<&str> = too_old.iter().map(|age| age.path.as_str()).collect();
                 anyhow::bail!(
-                    "older than {} days (rotate them): {}",
-                    max_age.as_secs() / 86_400,
+                    "older than {} (rotate them): {}",
+                    letterbox_vault::format_duration(max_age),
                     names.join(", ")
                 );
             }
@@ -237,7 +237,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .map_or_else(|| "default".to_owned(), |rate| rate.to_string());
                     println!(
                         "{:<16}  {:<7}  {:<20}  {:<9}  {}",
-                        r.id, r.role, expiry, rate, r.name
+                        // Display ignores width; a &str pads.
+                        r.id,
+                        r.role.as_str(),
+                        expiry,
+                        rate,
+                        r.name
                     );
                 }
             }

@@ -156,7 +156,12 @@ impl Application {
                 .await
                 .context("cannot read the client tokens from Vault")?
             }
-            None => None,
+            None => {
+                tracing::warn!(
+                    "Client authentication is off (LETTERBOX_AUTH=none): anyone who reaches this port may use it"
+                );
+                None
+            }
         };
         let limits = request::limits_from(&settings);
         let state = Arc::new(AppState {
@@ -179,6 +184,10 @@ impl Application {
             .route("/readyz", get(readyz))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::map_response_with_state(
+                Arc::clone(&state),
+                count_response,
+            ))
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             .with_state(Arc::clone(&state));
         let listener = TcpListener::bind(settings.http_addr)
@@ -290,7 +299,7 @@ fn tls_config(
 async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let _in_flight = state.metrics.in_flight.track();
-    let response = match handle(&state, request, started).await {
+    match handle(&state, request, started).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(error) => {
             tracing::info!(
@@ -300,9 +309,7 @@ async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Reques
             );
             error.into_response()
         }
-    };
-    state.metrics.responses.inc(status_label(response.status()));
-    response
+    }
 }
 
 async fn handle(
@@ -499,11 +506,15 @@ async fn authorize(state: &AppState, needed: Role, request: Request, next: Next)
                 status = error.status(),
                 "Request refused at the door"
             );
-            let response = ApiError::Auth(error).into_response();
-            state.metrics.responses.inc(status_label(response.status()));
-            response
+            ApiError::Auth(error).into_response()
         }
     }
+}
+
+/// Counts every response the API gives, whatever route or refusal produced it.
+async fn count_response(State(state): State<Arc<AppState>>, response: Response) -> Response {
+    state.metrics.responses.inc(status_label(response.status()));
+    response
 }
 
 async fn not_found() -> Response {

@@ -23,6 +23,8 @@ pub enum ApiError {
         field: &'static str,
         min_letters: usize,
     },
+    #[error("{field} is mostly symbols rather than words; send the text itself")]
+    TextGarbled { field: &'static str },
     #[error("{field} is longer than {limit_chars} characters")]
     TextTooLong {
         field: &'static str,
@@ -81,7 +83,9 @@ impl ApiError {
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TextTooShort { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TextTooShort { .. } | Self::TextGarbled { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::TextTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,6 +114,7 @@ impl ApiError {
             Self::Document { error, .. } => error.code(),
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::TextTooShort { .. } => "text_too_short",
+            Self::TextGarbled { .. } => "garbled_text",
             Self::TextTooLong { .. } => "text_too_long",
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::DeadlineExceeded { .. } => "timeout",

@@ -17,7 +17,7 @@ impl Metrics {
         Self {
             responses: CounterVec::new(
                 "letterbox_http_responses_total",
-                "Responses to cover-letter requests, by status code.",
+                "HTTP responses of the API, by status code.",
                 "code",
             ),
             in_flight: Gauge::new(

@@ -237,6 +237,7 @@ fn pasted_text_error(field: &'static str, error: ExtractError, limits: &Limits) 
             field,
             min_letters: limits.min_letters,
         },
+        ExtractError::Garbled => ApiError::TextGarbled { field },
         ExtractError::TooLarge { .. } | ExtractError::TooLong { .. } => ApiError::TextTooLong {
             field,
             limit_chars: limits.max_chars,

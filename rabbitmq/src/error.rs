@@ -11,7 +11,7 @@ pub enum BrokerError {
     Unroutable,
     #[error(
         "queue {queue} exists with other arguments than these settings declare; \
-         delete it or use the settings it was created with ({source})"
+         delete it or use the settings it was created with"
     )]
     TopologyMismatch { queue: String, source: lapin::Error },
     #[error("the reply queue is closed")]

@@ -223,7 +223,7 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
     assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 2);
     let (ok, _, err) = admin_root(&["keys", "audit", "--llm-key-path", &path, "--max-age", "0s"]);
     assert!(!ok);
-    assert!(err.contains("older than 0 days (rotate them)"), "{err}");
+    assert!(err.contains("older than 0s (rotate them)"), "{err}");
 
     crate::helpers::delete_secret(&format!("{prefix}/llm")).await;
     let client = crate::helpers::vault_client();

@@ -135,6 +135,8 @@ pub enum VaultError {
     NotFound { path: String },
     #[error("the secret at {path} has no string field {field:?}")]
     MissingField { path: String, field: String },
+    #[error("the secret at {path} has an empty field {field:?}: write the key into it")]
+    EmptyField { path: String, field: String },
     #[error("AppRole login failed: {0}")]
     Login(String),
     #[error("Vault answered {code}: {message}")]
@@ -207,6 +209,11 @@ impl SecretValue {
         let now = letterbox::time::now_ms() / 1000;
         Some(Duration::from_secs(now.saturating_sub(created)))
     }
+}
+
+/// A duration for people: `90days`, `1s`.
+pub fn format_duration(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
 }
 
 /// An instant as RFC 3339 to the second, e.g. `2027-03-03T17:00:00Z`.
@@ -398,16 +405,22 @@ impl SecretStore {
                 .await
                 .map_err(|error| VaultError::from_client(error, path))?
         };
-        let value = response
+        let shown = || (format!("{}/{}", path.mount, path.path), path.field.clone());
+        let value = match response
             .data
             .get(&path.field)
             .and_then(|value| value.as_str())
-            .filter(|value| !value.is_empty())
-            .map(|value| SecretString::from(value.to_owned()))
-            .ok_or_else(|| VaultError::MissingField {
-                path: format!("{}/{}", path.mount, path.path),
-                field: path.field.clone(),
-            })?;
+        {
+            None => {
+                let (path, field) = shown();
+                return Err(VaultError::MissingField { path, field });
+            }
+            Some("") => {
+                let (path, field) = shown();
+                return Err(VaultError::EmptyField { path, field });
+            }
+            Some(value) => SecretString::from(value.to_owned()),
+        };
         Ok(Arc::new(SecretValue {
             value,
             version: response.metadata.version,
