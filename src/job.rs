@@ -187,9 +187,25 @@ pub struct Job {
     pub options: LetterOptions,
 }
 
+/// The most a worker accepts, whatever an ingress let through: a job published straight to the
+/// broker must not buy an unbounded prompt.
+pub const MAX_JOB_RESUME_CHARS: usize = 200_000;
+pub const MAX_JOB_DESCRIPTION_CHARS: usize = 100_000;
+
 impl Job {
     pub fn is_expired_at(&self, now_ms: u64) -> bool {
         now_ms >= self.deadline_ms
+    }
+
+    /// Checks what a worker must not take on trust: option bounds and document sizes.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        self.options.clone().validate()?;
+        if self.resume.chars().count() > MAX_JOB_RESUME_CHARS
+            || self.job_description.chars().count() > MAX_JOB_DESCRIPTION_CHARS
+        {
+            return Err("the job's documents are longer than any ingress allows".to_owned());
+        }
+        Ok(())
     }
 }
 

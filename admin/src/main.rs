@@ -73,7 +73,7 @@ enum TokensCommand {
         #[arg(long, default_value = "")]
         name: String,
         /// Lifetime: 90d, 12h, 30m, 45s.
-        #[arg(long, default_value = "90d", value_parser = tokens::parse_ttl)]
+        #[arg(long, default_value = "90d", value_parser = tokens::parse_token_ttl)]
         ttl: Duration,
         /// Rate limit (e.g. 60/min); without one, the ingress's LETTERBOX_DEFAULT_RATE applies.
         #[arg(long)]
@@ -107,9 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let now = letterbox::time::now_ms() / 1000;
     match cli.command {
         Command::Setup { prefix, json } => {
-            let report = store
-                .setup(&prefix, &cli.vault.transit_mount, &cli.vault.payload_key)
-                .await?;
+            let report = store.setup(&prefix, &cli.vault.transit_mount).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

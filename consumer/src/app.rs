@@ -142,6 +142,7 @@ impl ConsumerApp {
             templates,
             metrics: Arc::clone(&metrics),
             llm_timeout: Duration::from_millis(settings.llm_timeout_ms),
+            require_sealed: settings.tokens.auth == letterbox_vault::auth::AuthMode::Tokens,
         });
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
@@ -272,6 +273,11 @@ async fn require_monitor(
             let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let body = json!({"error": {"code": error.code(), "message": error.to_string()}});
             let mut response = (status, Json(body)).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             if let Some(seconds) = error.retry_after_secs() {
                 response
                     .headers_mut()

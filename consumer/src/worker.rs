@@ -24,6 +24,9 @@ pub struct Worker {
     pub(crate) templates: Templates,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) llm_timeout: Duration,
+    /// Set with `LETTERBOX_AUTH=tokens`: a job that is not sealed did not come from an ingress
+    /// (which always seals then), so it is refused rather than answered.
+    pub(crate) require_sealed: bool,
 }
 
 /// What becomes of a delivery once the worker is done with it.
@@ -73,6 +76,17 @@ impl Worker {
                 return Disposition::DeadLetter;
             }
         };
+
+        let refusal = if self.require_sealed && wrapped_key.is_none() {
+            Some("the job is not sealed; this worker only takes sealed jobs".to_owned())
+        } else {
+            job.check_bounds().err()
+        };
+        if let Some(reason) = refusal {
+            tracing::warn!(job_id = %job.id, %reason, "Dead-lettering a job no ingress could have sent");
+            self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
+            return Disposition::DeadLetter;
+        }
 
         let (outcome, llm_time) = self.run(job).await;
         let label = match &outcome {

@@ -16,7 +16,7 @@ use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
 use letterbox_rabbitmq::{BrokerError, Connections, JobSubmitter, Topology};
-use letterbox_vault::auth::{AuthMode, Authenticator};
+use letterbox_vault::auth::{AuthMode, Authenticator, Caller};
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
 use letterbox_vault::{SecretStore, VaultSettings};
@@ -299,10 +299,19 @@ fn tls_config(
 async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
     let _in_flight = state.metrics.in_flight.track();
+    let token_id = request
+        .extensions()
+        .get::<Caller>()
+        .map(|caller| caller.token_id.clone())
+        .unwrap_or_default();
     match handle(&state, request, started).await {
-        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Ok(body) => {
+            tracing::info!(%token_id, job_id = %body["job_id"], total_ms = %body["timings_ms"]["total"], "Letter delivered");
+            (StatusCode::OK, Json(body)).into_response()
+        }
         Err(error) => {
             tracing::info!(
+                %token_id,
                 code = error.code(),
                 status = error.status().as_u16(),
                 "Request refused"
@@ -396,7 +405,6 @@ async fn handle(
             metrics
                 .overhead
                 .record_us(total_us.saturating_sub(letter.llm_us));
-            tracing::info!(%job_id, total_ms = total.as_millis(), llm_ms = letter.llm_ms, "Letter delivered");
             Ok(json!({
                 "job_id": job_id,
                 "cover_letter": letter.text,
@@ -418,6 +426,14 @@ fn broker_error(error: &BrokerError) -> ApiError {
             message: "the job queue is full; retry shortly".into(),
             retry_after_secs: 5,
         },
+        BrokerError::Seal(error) => {
+            tracing::warn!(%error, "Could not seal a job");
+            ApiError::Unavailable {
+                code: "secret_unavailable",
+                message: "the payload key service is unavailable; retry shortly".into(),
+                retry_after_secs: 5,
+            }
+        }
         other => {
             tracing::warn!(error = %other, "Could not publish a job");
             ApiError::Unavailable {
@@ -499,7 +515,12 @@ async fn authorize(state: &AppState, needed: Role, request: Request, next: Next)
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     match auth.check(authorization, needed, letterbox::time::now_ms() / 1000) {
-        Ok(_caller) => next.run(request).await,
+        Ok(caller) => {
+            // Handlers log which token a request came with (its public id, never the token).
+            let mut request = request;
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(error) => {
             tracing::info!(
                 code = error.code(),

@@ -156,19 +156,21 @@ impl ReplyRouter {
             tracing::warn!("Dropped a reply without a valid correlation id");
             return;
         };
+        // A body that does not decrypt or decode is not the worker's reply: anyone who can
+        // publish to the reply queue could send one. Drop it and keep waiting for the real one.
+        let reply = match body.map(codec::decode_reply) {
+            Some(Ok(reply)) if reply.job_id == job_id => reply,
+            _ => {
+                tracing::warn!(%job_id, "Dropped a reply that could not be read");
+                return;
+            }
+        };
         let Some(waiter) = self.lock().remove(&job_id) else {
             // Late (after the deadline) or duplicate (a redelivered job answered twice).
             tracing::debug!(%job_id, "Dropped a reply nobody waits for");
             return;
         };
-        let reply = match body.map(codec::decode_reply) {
-            Some(Ok(reply)) if reply.job_id == job_id => Ok(reply),
-            Some(Ok(_) | Err(_)) | None => {
-                tracing::warn!(%job_id, "Dropped a reply that could not be decoded");
-                Err(ReplyLost::Undecodable)
-            }
-        };
-        let _ = waiter.send(reply);
+        let _ = waiter.send(Ok(reply));
     }
 
     fn close(&self) {

@@ -194,7 +194,7 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
         .audit(
             &llm,
             "transit",
-            "letterbox-payload",
+            &format!("{prefix}-payload"),
             letterbox::time::now_ms() / 1000,
         )
         .await
@@ -206,11 +206,12 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
     assert!(ages[0].age_seconds.unwrap() < 60);
 
     // Jobs sealed by the ingress open in a worker.
-    let sealed = TransitSealer::new(producer, "transit", "letterbox-payload")
+    let payload_key = format!("{prefix}-payload");
+    let sealed = TransitSealer::new(producer, "transit", &payload_key)
         .seal(b"job", b"body")
         .await
         .unwrap();
-    let opened = TransitSealer::new(consumer, "transit", "letterbox-payload")
+    let opened = TransitSealer::new(consumer, "transit", &payload_key)
         .open(&sealed.wrapped_key, b"job", &sealed.ciphertext)
         .await
         .unwrap();
@@ -224,6 +225,11 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
     let (ok, _, err) = admin_root(&["keys", "audit", "--llm-key-path", &path, "--max-age", "0s"]);
     assert!(!ok);
     assert!(err.contains("older than 0s (rotate them)"), "{err}");
+
+    // A prefix must be a plain name: it ends up in policy paths, where + and * are wildcards.
+    let (ok, _, err) = admin_root(&["setup", "--prefix", "+"]);
+    assert!(!ok);
+    assert!(err.contains("use letters, digits, - and _"), "{err}");
 
     crate::helpers::delete_secret(&format!("{prefix}/llm")).await;
     let client = crate::helpers::vault_client();

@@ -219,3 +219,21 @@ async fn a_token_over_its_rate_gets_429_with_retry_after_and_no_llm_call() {
     assert_eq!(app.stub.request_count(), 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stray_entry_under_the_tokens_path_does_not_stop_revocation() {
+    let app = spawn_app().await;
+    // Not a token record: the reloading must skip it, not give up on every record.
+    let stray = format!("{}-tokens/admin/deadbeefdeadbeef", app.key_path);
+    let data = std::collections::HashMap::from([("x", "1")]);
+    vaultrs::kv2::set(&crate::helpers::vault_client(), "secret", &stray, &data)
+        .await
+        .unwrap();
+    let id = tokens::token_id(&app.submit_token).unwrap().to_owned();
+    let path = TokensPath::parse(&tokens_path(&app.key_path)).unwrap();
+    assert!(admin_store().await.revoke_token(&path, &id).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(app.post_json(&request()).await.status, 401);
+    let _ = vaultrs::kv2::delete_metadata(&crate::helpers::vault_client(), "secret", &stray).await;
+    app.stop().await;
+}

@@ -126,3 +126,70 @@ async fn payloads_sealed_before_a_transit_key_rotation_still_open_after_it() {
         before.wrapped_key
     );
 }
+
+#[tokio::test]
+async fn a_worker_taking_tokens_refuses_jobs_that_were_not_sealed() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    // Workers in `tokens` mode (the default for the tests' apps) only answer sealed jobs: a job
+    // published straight to the broker, unsealed, must not buy an LLM call.
+    let app = spawn_app_with(Options::default()).await;
+    let url = secrecy::SecretString::from(amqp_url());
+    let connection =
+        letterbox_rabbitmq::connect(&url, "letterbox-tests forger", Duration::from_secs(5))
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    let job = letterbox::Job {
+        id,
+        created_at_us: letterbox::time::now_us(),
+        deadline_ms: letterbox::time::now_ms() + 10_000,
+        resume: "Ada Quinlan\nBackend engineer: Rust services on RabbitMQ and PostgreSQL".into(),
+        job_description: job_description(),
+        options: letterbox::LetterOptions::default(),
+    };
+    let body = letterbox::codec::encode_job(&job).unwrap();
+    channel
+        .basic_publish(
+            "".into(),
+            app.queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default()
+                .with_correlation_id(id.to_string().as_str().into())
+                .with_reply_to("amq.rabbitmq.reply-to.nobody".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // It lands in the dead-letter queue, unanswered.
+    let dead = format!("{}.dead", app.queue);
+    let mut found = None;
+    for _ in 0..50 {
+        found = channel
+            .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead_letter = found.expect("the unsealed job was dead-lettered");
+    assert_eq!(
+        dead_letter
+            .delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .unwrap()
+            .to_string(),
+        id.to_string()
+    );
+    assert_eq!(app.stub.request_count(), 0);
+    let _ = channel.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
+    app.stop().await;
+}

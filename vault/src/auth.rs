@@ -178,7 +178,14 @@ impl Authenticator {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            if let Err(error) = self.refresh(&store, &path).await {
+            let mut result = self.refresh(&store, &path).await;
+            if matches!(result, Err(VaultError::Forbidden { .. })) {
+                // The process's Vault token may have been revoked: log in again, then retry.
+                if store.relogin().await.is_ok() {
+                    result = self.refresh(&store, &path).await;
+                }
+            }
+            if let Err(error) = result {
                 tracing::warn!(%error, "Could not refresh client tokens; keeping the last ones");
             }
         }

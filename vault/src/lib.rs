@@ -218,7 +218,13 @@ pub fn format_duration(duration: Duration) -> String {
 
 /// An instant as RFC 3339 to the second, e.g. `2027-03-03T17:00:00Z`.
 pub fn format_time(time: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    use std::fmt::Write as _;
+    // humantime cannot show years past 9999 (its Display fails); say so instead of panicking.
+    let mut out = String::new();
+    match write!(out, "{}", humantime::format_rfc3339_seconds(time)) {
+        Ok(()) => out,
+        Err(_) => "after 9999".to_owned(),
+    }
 }
 
 /// Seconds since the Unix epoch of an RFC 3339 time such as Vault's `created_time`.
@@ -303,9 +309,20 @@ impl SecretStore {
                 Err(error) => return Err(VaultError::from_client(error, &dir)),
             };
             for id in ids {
+                // A sub-folder or a record that is not a token's is skipped, not fatal: one stray
+                // entry must not stop every process from reloading (and revoking) the others.
+                if id.ends_with('/')
+                    || tokens::token_id(&format!("lbx_{id}_{}", "0".repeat(64))).is_none()
+                {
+                    tracing::warn!(path = %format!("{}/{}", dir.mount, dir.path), "Skipped an entry that is not a token record");
+                    continue;
+                }
                 let path = at.at(*role, &id);
                 match vaultrs::kv2::read::<TokenRecord>(&*client, &path.mount, &path.path).await {
-                    Ok(record) => records.push(record),
+                    Ok(record) if record.id == id && record.role == *role => records.push(record),
+                    Ok(_) | Err(ClientError::JsonParseError { .. }) => {
+                        tracing::warn!(id = %id, "Skipped a token record that does not parse");
+                    }
                     // Revoked between the list and the read.
                     Err(ClientError::APIError { code: 404, .. }) => {}
                     Err(error) => return Err(VaultError::from_client(error, &path)),
@@ -426,6 +443,12 @@ impl SecretStore {
             version: response.metadata.version,
             created_at_s: parse_created_time(&response.metadata.created_time),
         }))
+    }
+
+    /// Logs in again after Vault refused the current token (it was revoked, or lapsed); a no-op
+    /// for a token given to the process, which cannot be replaced.
+    pub async fn relogin(&self) -> Result<(), VaultError> {
+        self.login().await
     }
 
     async fn login(&self) -> Result<(), VaultError> {

@@ -69,17 +69,28 @@ impl TransitSealer {
         {
             return Ok((wrapped.clone(), Arc::clone(key)));
         }
-        let response = {
-            let client = self.store.client.read().await;
-            vaultrs::transit::generate::data_key(
-                &*client,
-                &self.mount,
-                &self.key_name,
-                DataKeyType::Plaintext,
-                None,
-            )
-            .await
-            .map_err(|error| SealError::Unavailable(error.to_string()))?
+        let mut attempt = 0;
+        let response = loop {
+            let result = {
+                let client = self.store.client.read().await;
+                vaultrs::transit::generate::data_key(
+                    &*client,
+                    &self.mount,
+                    &self.key_name,
+                    DataKeyType::Plaintext,
+                    None,
+                )
+                .await
+            };
+            match result {
+                Ok(response) => break response,
+                // The process's Vault token may have been revoked: log in again once.
+                Err(vaultrs::error::ClientError::APIError { code: 403, .. }) if attempt == 0 => {
+                    attempt += 1;
+                    let _ = self.store.relogin().await;
+                }
+                Err(error) => return Err(SealError::Unavailable(error.to_string())),
+            }
         };
         let plaintext = response
             .plaintext
@@ -105,17 +116,25 @@ impl TransitSealer {
         );
         self.unwrapped
             .try_get_with_by_ref(wrapped, async move {
-                let client = store.client.read().await;
-                let response =
+                let decrypt = || async {
+                    let client = store.client.read().await;
                     vaultrs::transit::data::decrypt(&*client, &mount, &name, &wrapped_owned, None)
                         .await
-                        .map_err(|error| match error {
-                            // Vault refuses ciphertext it did not make.
-                            vaultrs::error::ClientError::APIError { code: 400, .. } => {
-                                SealError::Corrupt
-                            }
-                            other => SealError::Unavailable(other.to_string()),
-                        })?;
+                };
+                let mut result = decrypt().await;
+                if matches!(
+                    result,
+                    Err(vaultrs::error::ClientError::APIError { code: 403, .. })
+                ) {
+                    // The process's Vault token may have been revoked: log in again once.
+                    let _ = store.relogin().await;
+                    result = decrypt().await;
+                }
+                let response = result.map_err(|error| match error {
+                    // Vault refuses ciphertext it did not make.
+                    vaultrs::error::ClientError::APIError { code: 400, .. } => SealError::Corrupt,
+                    other => SealError::Unavailable(other.to_string()),
+                })?;
                 aes_key(&response.plaintext).map(Arc::new)
             })
             .await

@@ -44,7 +44,31 @@ pub struct RoleCredentials {
 
 /// The policy text for `prefix` (paths under `secret/<prefix>/`).
 pub fn policy_for(policy: &str, prefix: &str) -> String {
-    policy.replace("/letterbox/", &format!("/{prefix}/"))
+    policy
+        .replace("/letterbox/", &format!("/{prefix}/"))
+        .replace("letterbox-payload", &payload_key_for(prefix))
+}
+
+/// Each deployment prefix gets its own transit key, so one deployment cannot unwrap another's
+/// data keys: `letterbox-payload` for the default prefix.
+pub fn payload_key_for(prefix: &str) -> String {
+    format!("{prefix}-payload")
+}
+
+/// A prefix is a plain name: it ends up in policy paths, where `+` and `*` are wildcards.
+pub fn check_prefix(prefix: &str) -> Result<(), VaultError> {
+    let valid = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(VaultError::InvalidPath {
+            path: format!("prefix {prefix:?}: use letters, digits, - and _"),
+        })
+    }
 }
 
 fn api(error: ClientError) -> VaultError {
@@ -64,8 +88,10 @@ impl SecretStore {
         &self,
         prefix: &str,
         transit_mount: &str,
-        payload_key: &str,
     ) -> Result<SetupReport, VaultError> {
+        check_prefix(prefix)?;
+        let payload_key = payload_key_for(prefix);
+        let payload_key = payload_key.as_str();
         let client = self.client.read().await;
         let mounts = vaultrs::sys::mount::list(&*client).await.map_err(api)?;
         if !mounts.contains_key("secret/") {

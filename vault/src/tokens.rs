@@ -199,6 +199,15 @@ pub fn reveal(token: &NewToken) -> &str {
     token.token.expose_secret()
 }
 
+/// A token's lifetime: a duration from one second to ten years.
+pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_ttl(text)?;
+    if ttl.is_zero() || ttl > Duration::from_secs(3650 * 86_400) {
+        return Err(format!("a token lives between 1s and 3650d, not {text:?}"));
+    }
+    Ok(ttl)
+}
+
 /// Parses a duration such as `90d`, `12h`, `30m` or `45s`.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -285,6 +294,12 @@ mod tests {
         assert_eq!(parse_ttl("90d"), Ok(Duration::from_secs(90 * 86_400)));
         assert_eq!(parse_ttl("45s"), Ok(Duration::from_secs(45)));
         assert!(parse_ttl("soon").is_err());
+        assert!(parse_token_ttl("0s").is_err());
+        assert!(parse_token_ttl("3000000d").is_err());
+        assert_eq!(
+            parse_token_ttl("3650d"),
+            Ok(Duration::from_secs(3650 * 86_400))
+        );
     }
 
     #[test]
