@@ -1,6 +1,8 @@
 //! Settings both binaries share. Each binary's settings tree flattens these in, so an option is
 //! declared once, with one environment variable and one default.
 
+use std::path::PathBuf;
+
 use clap::Args;
 use secrecy::SecretString;
 
@@ -28,6 +30,11 @@ pub struct BrokerSettings {
     )]
     pub amqp_url: SecretString,
 
+    /// PEM file of the CA certificate(s) an `amqps://` broker's certificate is checked against,
+    /// beside the system's roots.
+    #[arg(long, env = env::AMQP_CA_CERT)]
+    pub amqp_ca_cert: Option<PathBuf>,
+
     /// Name of the jobs queue; its dead-letter queue is `<name>.dead`.
     #[arg(long, env = env::JOBS_QUEUE, default_value = DEFAULT_JOBS_QUEUE)]
     pub jobs_queue: String,
@@ -45,6 +52,7 @@ impl Default for BrokerSettings {
     fn default() -> Self {
         Self {
             amqp_url: SecretString::from(DEFAULT_AMQP_URL.to_owned()),
+            amqp_ca_cert: None,
             jobs_queue: DEFAULT_JOBS_QUEUE.to_owned(),
             queue_max_length: DEFAULT_QUEUE_MAX_LENGTH,
             max_deliveries: DEFAULT_MAX_DELIVERIES,
@@ -59,6 +67,11 @@ pub struct VaultArgs {
     /// Vault (or OpenBao) address.
     #[arg(long, env = env::VAULT_ADDR, default_value = DEFAULT_VAULT_ADDR)]
     pub vault_addr: String,
+
+    /// PEM file of the CA certificate(s) an `https://` Vault's certificate is checked against,
+    /// beside the system's roots.
+    #[arg(long, env = env::VAULT_CACERT)]
+    pub vault_cacert: Option<PathBuf>,
 
     /// Vault token (development); prefer AppRole.
     #[arg(long, env = env::VAULT_TOKEN, hide_env_values = true)]
@@ -93,6 +106,7 @@ impl Default for VaultArgs {
     fn default() -> Self {
         Self {
             vault_addr: DEFAULT_VAULT_ADDR.to_owned(),
+            vault_cacert: None,
             vault_token: None,
             vault_role_id: None,
             vault_secret_id: None,

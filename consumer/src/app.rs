@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
-use letterbox_rabbitmq::{Connections, JobStream, Replier, Topology};
+use letterbox_rabbitmq::{Connections, Endpoint, JobStream, Replier, Topology};
 use letterbox_vault::auth::Authenticator;
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
@@ -58,6 +58,8 @@ impl ConsumerApp {
         if settings.concurrency == 0 {
             bail!("LETTERBOX_CONCURRENCY must be at least 1");
         }
+        letterbox_vault::auth::check_open_listener(settings.tokens.auth, settings.metrics_addr)
+            .map_err(anyhow::Error::msg)?;
         let vault = VaultSettings::from_args(
             &settings.vault,
             Duration::from_secs(settings.secret_cache_ttl_secs),
@@ -98,13 +100,10 @@ impl ConsumerApp {
         let llm = LlmClient::new(&settings.llm_base_url, &settings.llm_model)
             .context("could not build the LLM HTTP client")?;
 
-        let connections = Connections::open(
-            &settings.broker.amqp_url,
-            "letterbox-consumer",
-            BROKER_TIMEOUT,
-        )
-        .await
-        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let endpoint = Endpoint::from_settings(&settings.broker)?;
+        let connections = Connections::open(&endpoint, "letterbox-consumer", BROKER_TIMEOUT)
+            .await
+            .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology::from_settings(&settings.broker);
         let sealer = TransitSealer::new(
             Arc::clone(&secrets),

@@ -15,7 +15,7 @@ use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
-use letterbox_rabbitmq::{BrokerError, Connections, JobSubmitter, Topology};
+use letterbox_rabbitmq::{BrokerError, Connections, Endpoint, JobSubmitter, Topology};
 use letterbox_vault::auth::{AuthMode, Authenticator, Caller};
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
@@ -73,16 +73,15 @@ impl Application {
         settings: ProducerSettings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        letterbox_vault::auth::check_open_listener(settings.tokens.auth, settings.http_addr)
+            .map_err(anyhow::Error::msg)?;
         // Documents are read in a subprocess; without its binary no upload could be read.
         let extractor = letterbox_extract::extractor().map_err(anyhow::Error::msg)?;
         tracing::debug!(path = %extractor.display(), "Document extractor found");
-        let connections = Connections::open(
-            &settings.broker.amqp_url,
-            "letterbox-producer",
-            BROKER_TIMEOUT,
-        )
-        .await
-        .context("could not connect to RabbitMQ at AMQP_URL")?;
+        let endpoint = Endpoint::from_settings(&settings.broker)?;
+        let connections = Connections::open(&endpoint, "letterbox-producer", BROKER_TIMEOUT)
+            .await
+            .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology::from_settings(&settings.broker);
         let tracker = TaskTracker::new();
         // Client tokens live in Vault, and the data keys that seal job bodies come from its

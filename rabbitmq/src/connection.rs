@@ -1,21 +1,90 @@
+use std::path::Path;
 use std::time::Duration;
 
+use lapin::tcp::OwnedTLSConfig;
 use lapin::{Connection, ConnectionProperties};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::BrokerError;
 
+/// Where the broker is and which certificate authorities an `amqps://` connection trusts.
+#[derive(Clone)]
+pub struct Endpoint {
+    url: SecretString,
+    /// Extra CA certificates (PEM) trusted beside the system's roots.
+    ca_pem: Option<String>,
+}
+
+impl Endpoint {
+    /// An endpoint that trusts only the system's roots (and needs none for `amqp://`).
+    pub fn new(url: SecretString) -> Self {
+        Self { url, ca_pem: None }
+    }
+
+    /// From the shared settings: reads and checks the CA file once, at start-up, so a wrong path
+    /// or a file with no certificate is a clear configuration error rather than a failed
+    /// handshake later.
+    pub fn from_settings(
+        settings: &letterbox::settings::BrokerSettings,
+    ) -> Result<Self, BrokerError> {
+        let mut endpoint = Self::new(settings.amqp_url.clone());
+        if let Some(path) = &settings.amqp_ca_cert {
+            endpoint.ca_pem = Some(read_ca(path)?);
+            if !endpoint.is_tls() {
+                tracing::warn!(
+                    "LETTERBOX_AMQP_CA_CERT is set but AMQP_URL is not amqps://: the CA is unused \
+                     and the broker connection is not encrypted"
+                );
+            }
+        }
+        Ok(endpoint)
+    }
+
+    /// True for `amqps://`.
+    pub fn is_tls(&self) -> bool {
+        self.url
+            .expose_secret()
+            .trim_start()
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("amqps://"))
+    }
+}
+
+fn read_ca(path: &Path) -> Result<String, BrokerError> {
+    let invalid = |reason: String| BrokerError::InvalidCa {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|error| invalid(error.to_string()))?;
+    let mut certificates = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        certificate.map_err(|error| invalid(error.to_string()))?;
+        certificates += 1;
+    }
+    if certificates == 0 {
+        return Err(invalid("it holds no PEM certificate".to_owned()));
+    }
+    Ok(pem)
+}
+
 /// Opens a connection named `name` (shown in the broker's management UI), giving up after
 /// `timeout`: lapin has no connect timeout of its own.
 pub async fn connect(
-    url: &SecretString,
+    endpoint: &Endpoint,
     name: &str,
     timeout: Duration,
 ) -> Result<Connection, BrokerError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
+    let tls = OwnedTLSConfig {
+        identity: None,
+        cert_chain: endpoint.ca_pem.clone(),
+    };
+    let runtime = lapin::runtime::default_runtime()?;
     tokio::time::timeout(
         timeout,
-        Connection::connect(url.expose_secret(), properties),
+        Connection::connect_with_config(endpoint.url.expose_secret(), properties, tls, runtime),
     )
     .await
     .map_err(|_| BrokerError::Timeout(timeout))?
@@ -33,12 +102,12 @@ pub struct Connections {
 impl Connections {
     /// Opens both, named `<process> publish` and `<process> consume`.
     pub async fn open(
-        url: &SecretString,
+        endpoint: &Endpoint,
         process: &str,
         timeout: Duration,
     ) -> Result<Self, BrokerError> {
-        let publish = connect(url, &format!("{process} publish"), timeout).await?;
-        let consume = connect(url, &format!("{process} consume"), timeout).await?;
+        let publish = connect(endpoint, &format!("{process} publish"), timeout).await?;
+        let consume = connect(endpoint, &format!("{process} consume"), timeout).await?;
         Ok(Self { publish, consume })
     }
 
@@ -47,5 +116,34 @@ impl Connections {
         for connection in [&self.publish, &self.consume] {
             let _ = connection.close(200, "shutdown".into()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_decides_whether_the_connection_is_encrypted() {
+        let endpoint = |url: &str| Endpoint::new(SecretString::from(url.to_owned()));
+        assert!(endpoint("amqps://u:p@broker:5671/%2f").is_tls());
+        assert!(endpoint("AMQPS://broker").is_tls());
+        assert!(!endpoint("amqp://u:p@broker:5672/%2f").is_tls());
+        assert!(!endpoint("amqp").is_tls());
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_up_front() {
+        let missing = read_ca(Path::new("/nonexistent/ca.pem")).unwrap_err();
+        assert!(
+            matches!(missing, BrokerError::InvalidCa { .. }),
+            "{missing}"
+        );
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let error = read_ca(&manifest).unwrap_err();
+        assert!(
+            error.to_string().ends_with("it holds no PEM certificate"),
+            "{error}"
+        );
     }
 }

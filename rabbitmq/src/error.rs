@@ -3,6 +3,8 @@ use std::time::Duration;
 /// What can go wrong talking to the broker, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    #[error("cannot use the CA certificate file {path} (LETTERBOX_AMQP_CA_CERT): {reason}")]
+    InvalidCa { path: String, reason: String },
     #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the broker refused the message (the queue is full)")]
@@ -28,7 +30,7 @@ impl BrokerError {
     /// True when a later attempt may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::TopologyMismatch { .. } | Self::Codec(_) => false,
+            Self::TopologyMismatch { .. } | Self::InvalidCa { .. } | Self::Codec(_) => false,
             Self::Seal(error) => error.is_transient(),
             _ => true,
         }

@@ -15,7 +15,7 @@ mod publisher;
 mod replies;
 mod topology;
 
-pub use connection::{Connections, connect};
+pub use connection::{Connections, Endpoint, connect};
 pub use error::BrokerError;
 pub use jobs::{JobDelivery, JobStream, Replier, UnreadableJob};
 pub use lapin::Connection;

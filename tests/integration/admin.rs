@@ -133,6 +133,21 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
         again["roles"]["consumer"]["role_id"],
         roles["consumer"]["role_id"]
     );
+    // Secret ids are credentials too: each expires after 90 days, and tokens within a day.
+    for process in ["producer", "consumer", "admin"] {
+        let role = vaultrs::auth::approle::role::read(
+            &crate::helpers::vault_client(),
+            "approle",
+            &format!("{prefix}-{process}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (role.secret_id_ttl, role.token_ttl, role.token_max_ttl),
+            (90 * 24 * 3600, 3600, 24 * 3600),
+            "{process}"
+        );
+    }
 
     crate::helpers::put_key(&format!("{prefix}/llm"), "sk-test-not-real").await;
     let llm = KvPath::parse(&format!("secret/{prefix}/llm"), "api_key").unwrap();

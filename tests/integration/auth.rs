@@ -237,3 +237,129 @@ async fn a_stray_entry_under_the_tokens_path_does_not_stop_revocation() {
     let _ = vaultrs::kv2::delete_metadata(&crate::helpers::vault_client(), "secret", &stray).await;
     app.stop().await;
 }
+
+/// Runs the ingress binary with `env` only until it exits or `secs` pass; its exit code (None
+/// while it still runs, then it is stopped) and its log.
+fn run_producer(env: &[(&str, String)], secs: u64) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(crate::helpers::binary("letterbox-producer"));
+    command
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut code = None;
+    for _ in 0..secs * 10 {
+        if let Some(status) = child.try_wait().unwrap() {
+            code = status.code();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    (code, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn tokens_are_required_unless_turned_off_and_off_is_only_allowed_on_loopback() {
+    letterbox::install_crypto_provider();
+    let (vault_addr, vault_token) = crate::helpers::vault();
+    let queue = format!("letterbox.test.{}", uuid::Uuid::new_v4().simple());
+    let port = crate::helpers::free_port();
+    let base = vec![
+        ("AMQP_URL", crate::helpers::amqp_url()),
+        ("LETTERBOX_JOBS_QUEUE", queue.clone()),
+    ];
+
+    // By default the ingress checks tokens, so without Vault credentials it cannot start.
+    let (code, log) = run_producer(
+        &[
+            base.clone(),
+            vec![("LETTERBOX_HTTP_ADDR", format!("127.0.0.1:{port}"))],
+        ]
+        .concat(),
+        30,
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("LETTERBOX_AUTH=tokens needs Vault: set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID"),
+        "{log}"
+    );
+
+    // Turning tokens off on an address other hosts can reach is refused.
+    let (code, log) = run_producer(
+        &[
+            base.clone(),
+            vec![
+                ("LETTERBOX_AUTH", "none".to_owned()),
+                ("LETTERBOX_HTTP_ADDR", format!("0.0.0.0:{port}")),
+            ],
+        ]
+        .concat(),
+        30,
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "LETTERBOX_AUTH=none is only allowed on a loopback address, not 0.0.0.0:{port}"
+        )),
+        "{log}"
+    );
+
+    // With Vault and nothing else said, a request without a token is refused.
+    let tokens_path = format!(
+        "secret/letterbox-tests/{}-tokens",
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut child = {
+        use std::process::{Command, Stdio};
+        let mut command = Command::new(crate::helpers::binary("letterbox-producer"));
+        command
+            .env_clear()
+            .envs(base.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("LETTERBOX_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("VAULT_ADDR", &vault_addr)
+            .env("VAULT_TOKEN", &vault_token)
+            .env("LETTERBOX_TOKENS_PATH", &tokens_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command.spawn().unwrap()
+    };
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let anonymous = http
+        .post(format!("{url}/v1/cover-letters"))
+        .json(&request())
+        .send()
+        .await;
+    let metrics = http.get(format!("{url}/metrics")).send().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    crate::helpers::delete_topology(&queue).await;
+    assert!(ready, "the ingress did not become ready");
+    assert_eq!(
+        status_and_code(anonymous.unwrap()).await,
+        (401, "unauthorized".to_owned())
+    );
+    assert_eq!(
+        status_and_code(metrics.unwrap()).await,
+        (401, "unauthorized".to_owned())
+    );
+}

@@ -206,7 +206,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.broker.queue_max_length = options.queue_max_length;
     settings.shutdown_grace_ms = 2_000;
     settings.header_timeout_ms = options.header_timeout_ms;
-    if !options.open {
+    if options.open {
+        settings.tokens.auth = AuthMode::None;
+    } else {
         settings.vault = vault_args();
         settings.tokens = token_args(&key_path);
     }
@@ -432,8 +434,12 @@ pub fn clean_up(cleanup: impl std::future::Future<Output = ()> + Send + 'static)
 
 pub async fn delete_topology(queue: &str) {
     let url = SecretString::from(amqp_url());
-    if let Ok(connection) =
-        letterbox_rabbitmq::connect(&url, "letterbox-tests cleanup", Duration::from_secs(5)).await
+    if let Ok(connection) = letterbox_rabbitmq::connect(
+        &letterbox_rabbitmq::Endpoint::new(url.clone()),
+        "letterbox-tests cleanup",
+        Duration::from_secs(5),
+    )
+    .await
     {
         if let Ok(channel) = connection.create_channel().await {
             let _ = Topology::new(queue).delete(&channel).await;

@@ -11,4 +11,5 @@ mod payloads;
 mod privacy;
 mod secrets;
 mod tls;
+mod transport;
 mod workers;

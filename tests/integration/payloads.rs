@@ -35,10 +35,13 @@ async fn a_job_on_the_queue_is_ciphertext_bound_to_its_job() {
     let read = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let url = secrecy::SecretString::from(amqp_url());
-        let connection =
-            letterbox_rabbitmq::connect(&url, "letterbox-tests reader", Duration::from_secs(5))
-                .await
-                .unwrap();
+        let connection = letterbox_rabbitmq::connect(
+            &letterbox_rabbitmq::Endpoint::new(url.clone()),
+            "letterbox-tests reader",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         let channel = connection.create_channel().await.unwrap();
         let message = channel
             .basic_get(app.queue.as_str().into(), BasicGetOptions { no_ack: true })
@@ -135,10 +138,13 @@ async fn a_worker_taking_tokens_refuses_jobs_that_were_not_sealed() {
     // published straight to the broker, unsealed, must not buy an LLM call.
     let app = spawn_app_with(Options::default()).await;
     let url = secrecy::SecretString::from(amqp_url());
-    let connection =
-        letterbox_rabbitmq::connect(&url, "letterbox-tests forger", Duration::from_secs(5))
-            .await
-            .unwrap();
+    let connection = letterbox_rabbitmq::connect(
+        &letterbox_rabbitmq::Endpoint::new(url.clone()),
+        "letterbox-tests forger",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let id = uuid::Uuid::new_v4();
     let job = letterbox::Job {

@@ -20,8 +20,8 @@ use crate::{SecretStore, TokensPath, VaultError};
 #[derive(clap::Args, Clone)]
 pub struct TokenArgs {
     /// `tokens`: every endpoint but the health checks needs a bearer token of the right role.
-    /// `none`: no client authentication (development only).
-    #[arg(long, env = letterbox::env::AUTH, value_enum, default_value = "none")]
+    /// `none`: no client authentication (development only; loopback addresses only).
+    #[arg(long, env = letterbox::env::AUTH, value_enum, default_value = "tokens")]
     pub auth: AuthMode,
 
     /// KV v2 path under which client token records live.
@@ -40,7 +40,7 @@ pub struct TokenArgs {
 impl Default for TokenArgs {
     fn default() -> Self {
         Self {
-            auth: AuthMode::None,
+            auth: AuthMode::Tokens,
             tokens_path: letterbox::settings::DEFAULT_TOKENS_PATH.to_owned(),
             default_rate: Rate {
                 requests: 60,
@@ -263,6 +263,18 @@ impl Authenticator {
     }
 }
 
+/// Refuses `LETTERBOX_AUTH=none` on a listener other clients can reach: an unauthenticated
+/// service is a development convenience, and only on a loopback address.
+pub fn check_open_listener(mode: AuthMode, addr: std::net::SocketAddr) -> Result<(), String> {
+    if mode == AuthMode::None && !addr.ip().is_loopback() {
+        return Err(format!(
+            "LETTERBOX_AUTH=none is only allowed on a loopback address, not {addr}: set \
+             LETTERBOX_AUTH=tokens (the default) or listen on 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
+
 /// Loads the token records of `roles` from `path` and keeps them fresh every `refresh` on a task
 /// owned by `tracker`. A configuration error (no such mount, no policy) fails here, once; an
 /// unreachable Vault is reported and retried, and requests are answered 503 until it answers.
@@ -316,6 +328,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_listener_must_be_on_loopback() {
+        let addr = |text: &str| text.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            check_open_listener(AuthMode::None, addr("127.0.0.1:8080")),
+            Ok(())
+        );
+        assert_eq!(
+            check_open_listener(AuthMode::None, addr("[::1]:8080")),
+            Ok(())
+        );
+        assert_eq!(
+            check_open_listener(AuthMode::Tokens, addr("0.0.0.0:8080")),
+            Ok(())
+        );
+        assert_eq!(
+            check_open_listener(AuthMode::None, addr("0.0.0.0:8080")),
+            Err(
+                "LETTERBOX_AUTH=none is only allowed on a loopback address, not 0.0.0.0:8080: set \
+                 LETTERBOX_AUTH=tokens (the default) or listen on 127.0.0.1"
+                    .to_owned()
+            )
+        );
+    }
     use crate::tokens::{generate, reveal};
 
     fn loaded(records: Vec<TokenRecord>, default_rate: Rate) -> Authenticator {

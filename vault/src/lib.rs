@@ -40,6 +40,8 @@ pub enum VaultAuth {
 #[derive(Clone)]
 pub struct VaultSettings {
     pub addr: String,
+    /// A PEM file of CA certificates trusted for an `https://` address, beside the system's.
+    pub ca_cert: Option<std::path::PathBuf>,
     pub auth: VaultAuth,
     /// Per-request timeout; vaultrs sets none by default.
     pub timeout: Duration,
@@ -74,6 +76,7 @@ impl VaultSettings {
         };
         Ok(Self {
             addr: args.vault_addr.clone(),
+            ca_cert: args.vault_cacert.clone(),
             auth,
             timeout: Duration::from_millis(args.vault_timeout_ms),
             cache_ttl,
@@ -120,6 +123,8 @@ impl fmt::Display for KvPath {
 pub enum VaultError {
     #[error("VAULT_ADDR {addr:?} is not a valid http(s) URL")]
     InvalidAddress { addr: String },
+    #[error("cannot use the CA certificate file {path} (VAULT_CACERT): {reason}")]
+    InvalidCa { path: String, reason: String },
     #[error("{path:?} is not a KV v2 path of the form <mount>/<path>")]
     InvalidPath { path: String },
     #[error("Vault is unreachable: {0}")]
@@ -163,7 +168,7 @@ impl VaultError {
                 code,
                 message: errors.join("; "),
             },
-            other => Self::Unreachable(other.to_string()),
+            other => Self::Unreachable(describe(&other)),
         }
     }
 }
@@ -468,7 +473,7 @@ impl SecretStore {
                     ClientError::APIError { code, .. } => VaultError::Login(format!(
                         "Vault answered {code}; check VAULT_ROLE_ID and VAULT_SECRET_ID"
                     )),
-                    other => VaultError::Unreachable(other.to_string()),
+                    other => VaultError::Unreachable(describe(&other)),
                 })?;
         client.set_token(&auth.client_token);
         *self.lease_seconds.lock().await = auth.lease_duration;
@@ -493,13 +498,62 @@ fn build_client(settings: &VaultSettings) -> Result<VaultClient, VaultError> {
         VaultAuth::Token(token) => token.expose_secret().to_owned(),
         VaultAuth::AppRole { .. } => String::new(),
     };
+    // Only the CA named in the settings is added to the system's roots: vaultrs would also read
+    // VAULT_CAPATH and honour VAULT_SKIP_VERIFY from the environment; certificates are always
+    // verified here.
+    let ca_certs = match &settings.ca_cert {
+        Some(path) => {
+            check_ca(path)?;
+            vec![path.display().to_string()]
+        }
+        None => Vec::new(),
+    };
     let client_settings = VaultClientSettingsBuilder::default()
         .address(&settings.addr)
         .token(token)
         .timeout(Some(settings.timeout))
+        .ca_certs(ca_certs)
+        .verify(true)
         .build()
         .map_err(|_| invalid())?;
-    VaultClient::new(client_settings).map_err(|error| VaultError::Unreachable(error.to_string()))
+    VaultClient::new(client_settings).map_err(|error| VaultError::Unreachable(describe(&error)))
+}
+
+/// An error with its causes, `outer: inner: innermost`: a failed TLS handshake says why (an
+/// unknown issuer, say) only in the innermost one.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A CA file must exist and hold at least one PEM certificate; said at start-up, not at the
+/// first failed handshake.
+fn check_ca(path: &std::path::Path) -> Result<(), VaultError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |reason: String| VaultError::InvalidCa {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|error| invalid(error.to_string()))?;
+    let mut certificates = 0;
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        certificate.map_err(|error| invalid(error.to_string()))?;
+        certificates += 1;
+    }
+    if certificates == 0 {
+        return Err(invalid("it holds no PEM certificate".to_owned()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -535,6 +589,7 @@ mod tests {
     fn a_bad_address_is_an_error_not_a_panic() {
         let settings = VaultSettings {
             addr: "not a url".into(),
+            ca_cert: None,
             auth: VaultAuth::Token(SecretString::from("t".to_owned())),
             timeout: Duration::from_secs(1),
             cache_ttl: Duration::from_secs(1),
@@ -543,6 +598,29 @@ mod tests {
             build_client(&settings),
             Err(VaultError::InvalidAddress { .. })
         ));
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_up_front() {
+        let settings = |ca: &str| VaultSettings {
+            addr: "https://vault.example:8200".into(),
+            ca_cert: Some(std::path::PathBuf::from(ca)),
+            auth: VaultAuth::Token(SecretString::from("t".to_owned())),
+            timeout: Duration::from_secs(1),
+            cache_ttl: Duration::from_secs(1),
+        };
+        let missing = build_client(&settings("/nonexistent/ca.pem")).err();
+        assert!(matches!(missing, Some(VaultError::InvalidCa { .. })));
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let Err(error) = build_client(&settings(manifest)) else {
+            panic!("a file without certificates was accepted");
+        };
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot use the CA certificate file {manifest} (VAULT_CACERT): it holds no PEM certificate"
+            )
+        );
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl TransitSealer {
                     attempt += 1;
                     let _ = self.store.relogin().await;
                 }
-                Err(error) => return Err(SealError::Unavailable(error.to_string())),
+                Err(error) => return Err(SealError::Unavailable(crate::describe(&error))),
             }
         };
         let plaintext = response
@@ -133,7 +133,7 @@ impl TransitSealer {
                 let response = result.map_err(|error| match error {
                     // Vault refuses ciphertext it did not make.
                     vaultrs::error::ClientError::APIError { code: 400, .. } => SealError::Corrupt,
-                    other => SealError::Unavailable(other.to_string()),
+                    other => SealError::Unavailable(crate::describe(&other)),
                 })?;
                 aes_key(&response.plaintext).map(Arc::new)
             })

@@ -26,6 +26,10 @@ pub const POLICIES: [(&str, &str); 3] = [
     ("admin", include_str!("../policies/letterbox-admin.hcl")),
 ];
 
+/// How long a secret id `setup` issues stays valid: credentials are rotated at least every 90
+/// days by running `setup` again and handing processes the new ids.
+pub const SECRET_ID_TTL: &str = "2160h";
+
 /// What `setup` prints: one AppRole per process.
 #[derive(Debug, Serialize)]
 pub struct SetupReport {
@@ -77,7 +81,7 @@ fn api(error: ClientError) -> VaultError {
             code,
             message: errors.join("; "),
         },
-        other => VaultError::Unreachable(other.to_string()),
+        other => VaultError::Unreachable(crate::describe(&other)),
     }
 }
 
@@ -147,7 +151,8 @@ impl SecretStore {
                     SetAppRoleRequest::builder()
                         .token_policies(vec![name.clone()])
                         .token_ttl("1h")
-                        .token_max_ttl("24h"),
+                        .token_max_ttl("24h")
+                        .secret_id_ttl(SECRET_ID_TTL),
                 ),
             )
             .await
