@@ -106,6 +106,31 @@ impl LatencyHistogram {
         state.0.len()
     }
 
+    /// Count and percentiles in milliseconds, for a JSON view.
+    pub fn summary(&self) -> LatencySummary {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ms = |micros: u64| micros as f64 / 1_000.0;
+        let count = state.0.len();
+        let at = |q: f64| {
+            if count == 0 {
+                0.0
+            } else {
+                ms(state.0.value_at_quantile(q))
+            }
+        };
+        LatencySummary {
+            count,
+            p50: at(0.5),
+            p90: at(0.9),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: if count == 0 { 0.0 } else { ms(state.0.max()) },
+        }
+    }
+
     /// Appends this histogram as a Prometheus summary in seconds.
     pub fn render(&self, out: &mut String) {
         let (values, sum_us, count) = {
@@ -128,6 +153,17 @@ impl LatencyHistogram {
         let _ = writeln!(out, "{name}_sum {}", seconds(sum_us));
         let _ = writeln!(out, "{name}_count {count}");
     }
+}
+
+/// A histogram's count and percentiles, in milliseconds (HDR precision: 3 significant digits).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 fn seconds(micros: u64) -> String {
@@ -166,6 +202,14 @@ impl CounterVec {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         values.get(value).copied().unwrap_or(0)
+    }
+
+    /// Every label value with its count.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn render(&self, out: &mut String) {

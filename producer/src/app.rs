@@ -178,7 +178,8 @@ impl Application {
                 "/v1/cover-letters",
                 post(create_cover_letter).route_layer(submit),
             )
-            .route("/metrics", get(metrics).route_layer(monitor))
+            .route("/metrics", get(metrics).route_layer(monitor.clone()))
+            .route("/v1/stats", get(stats).route_layer(monitor))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .fallback(not_found)
@@ -486,6 +487,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .metrics
         .render(state.submitter.is_ready(), state.submitter.waiting());
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body)
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    Json(
+        state
+            .metrics
+            .stats(state.submitter.is_ready(), state.submitter.waiting()),
+    )
+    .into_response()
 }
 
 async fn require_submit(

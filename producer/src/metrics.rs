@@ -47,6 +47,23 @@ impl Metrics {
         }
     }
 
+    /// The same figures as `/metrics`, as JSON for `/v1/stats`.
+    pub fn stats(&self, ready: bool, waiting: usize) -> serde_json::Value {
+        serde_json::json!({
+            "ready": ready,
+            "replies_waiting": waiting,
+            "requests_in_flight": self.in_flight.get(),
+            "responses": self.responses.snapshot(),
+            "latency_ms": {
+                "end_to_end": self.end_to_end.summary(),
+                "overhead": self.overhead.summary(),
+                "llm": self.llm.summary(),
+                "queue_wait": self.queue_wait.summary(),
+                "extraction": self.extraction.summary(),
+            },
+        })
+    }
+
     pub fn render(&self, ready: bool, waiting: usize) -> String {
         let mut out = String::with_capacity(4096);
         self.responses.render(&mut out);

@@ -31,6 +31,7 @@ async fn every_endpoint_but_the_health_checks_needs_a_token_of_the_right_role() 
     let app = spawn_app().await;
     let letters = format!("{}/v1/cover-letters", app.base);
     let metrics = format!("{}/metrics", app.base);
+    let stats = format!("{}/v1/stats", app.base);
     let worker_metrics = format!("http://{}/metrics", app.consumer_metrics[0]);
 
     let anonymous = app
@@ -75,6 +76,7 @@ async fn every_endpoint_but_the_health_checks_needs_a_token_of_the_right_role() 
     // is unknown there.
     for (url, submit_status, submit_code) in [
         (&metrics, 403, "forbidden"),
+        (&stats, 403, "forbidden"),
         (&worker_metrics, 401, "unauthorized"),
     ] {
         let get = |token: Option<&str>| {
@@ -115,6 +117,27 @@ async fn every_endpoint_but_the_health_checks_needs_a_token_of_the_right_role() 
         app.stub.request_count(),
         1,
         "only the authorised request reached the LLM"
+    );
+    // The monitor's JSON view counts what happened so far: one letter, and every refusal.
+    let view: Value = app
+        .http
+        .get(&stats)
+        .bearer_auth(&app.monitor_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["ready"], true);
+    assert_eq!(view["latency_ms"]["end_to_end"]["count"], 1);
+    assert_eq!(view["latency_ms"]["llm"]["count"], 1);
+    // 200: /metrics, /v1/stats, the two health checks and the letter; 401: three anonymous and
+    // one forged; 403: the monitor's letter, the client's /metrics and /v1/stats.
+    assert_eq!(
+        view["responses"],
+        json!({"200": 5, "401": 4, "403": 3}),
+        "{view}"
     );
 
     // An admin token may do what both other roles may.
