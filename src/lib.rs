@@ -4,6 +4,7 @@
 //! a reply are, how they travel (MessagePack), how settings are named, how latency is measured and
 //! how a process shuts down. Everything that both sides must agree on lives here, once.
 
+pub mod backoff;
 pub mod codec;
 pub mod env;
 pub mod job;

@@ -55,9 +55,10 @@ pub trait Sealer: Send + Sync {
     ) -> SealFuture<'a, Vec<u8>>;
 }
 
-/// The associated data of a job body: it binds the ciphertext to its job id.
-pub fn job_aad(job_id: &str) -> Vec<u8> {
-    format!("letterbox job {job_id}").into_bytes()
+/// The associated data of a job body: it binds the ciphertext to its job id and to the queue its
+/// reply goes to, so a copied body can neither pose as another job nor send its letter elsewhere.
+pub fn job_aad(job_id: &str, reply_to: &str) -> Vec<u8> {
+    format!("letterbox job {job_id} reply-to {reply_to}").into_bytes()
 }
 
 /// The associated data of a reply body: bound to the job, and distinct from the job's own.

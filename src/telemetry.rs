@@ -17,6 +17,13 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tracing_subscriber::EnvFilter;
 
+/// Libraries whose own log lines stay off whatever `LETTERBOX_LOG` asks for. The Vault client logs
+/// every failed call at ERROR (expected 404s included) before Letterbox reports the failure once,
+/// with what to do about it; at debug and trace the HTTP and AMQP libraries log requests, headers
+/// and frames, where bearer tokens, secret ids and message bodies travel.
+const QUIET_LIBRARIES: &str = "vaultrs=off,rustify=off,hyper=off,hyper_util=off,h2=off,\
+                               reqwest=warn,rustls=warn,lapin=warn,amq_protocol=warn,tcp_stream=warn";
+
 /// Starts the process's log output on stderr. `LETTERBOX_LOG` takes `tracing` filter directives
 /// (`info`, `letterbox_consumer=debug`, …); the default is `info`.
 pub fn init_tracing() {
@@ -25,10 +32,8 @@ pub fn init_tracing() {
 
 /// `init_tracing` with another default level (a command-line tool shows warnings only).
 pub fn init_tracing_at(default: &str) {
-    // The Vault client logs every failed call at ERROR, before Letterbox reports the same failure
-    // once, with what to do about it: its own lines are noise.
-    let filter = EnvFilter::try_from_env(crate::env::LOG)
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},vaultrs=off,rustify=off")));
+    let wanted = std::env::var(crate::env::LOG).unwrap_or_else(|_| default.to_owned());
+    let filter = EnvFilter::builder().parse_lossy(format!("{wanted},{QUIET_LIBRARIES}"));
     // A second call (tests start several apps in one process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -13,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use letterbox::backoff::Backoff;
 use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
@@ -33,18 +35,29 @@ use crate::settings::ConsumerSettings;
 use crate::worker::{Worker, settle};
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The name the broker's UI shows for this process's connections.
+const PROCESS: &str = "letterbox-consumer";
+/// Waits between reconnection attempts: from a quarter second up to five seconds.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
 
 pub struct ConsumerApp {
     worker: Arc<Worker>,
-    stream: JobStream,
-    metrics_listener: TcpListener,
+    /// The broker, reached again after an outage.
+    endpoint: Endpoint,
+    topology: Topology,
+    sealer: Arc<dyn Sealer>,
+    /// The connections opened at start-up (proof the broker is reachable), used by the first
+    /// session.
+    first: Option<Connections>,
+    health: Arc<Health>,
+    /// Taken when the metrics server starts.
+    metrics_listener: Option<TcpListener>,
     metrics: Arc<Metrics>,
     /// Owns the metrics server and every job task.
     tracker: TaskTracker,
     /// Guards /metrics: monitor and admin tokens only.
     auth: Option<Arc<Authenticator>>,
     shutdown: CancellationToken,
-    connections: Connections,
     /// Permits = prefetch: a job is only taken when a permit is free.
     concurrency: u16,
     grace: Duration,
@@ -60,11 +73,12 @@ impl ConsumerApp {
         }
         letterbox_vault::auth::check_open_listener(settings.tokens.auth, settings.metrics_addr)
             .map_err(anyhow::Error::msg)?;
-        let vault = VaultSettings::from_args(
+        let mut vault = VaultSettings::from_args(
             &settings.vault,
             Duration::from_secs(settings.secret_cache_ttl_secs),
         )
         .map_err(anyhow::Error::msg)?;
+        vault.max_staleness = settings.secret_max_staleness;
         let secrets = Arc::new(
             SecretStore::connect(vault)
                 .await
@@ -101,7 +115,7 @@ impl ConsumerApp {
             .context("could not build the LLM HTTP client")?;
 
         let endpoint = Endpoint::from_settings(&settings.broker)?;
-        let connections = Connections::open(&endpoint, "letterbox-consumer", BROKER_TIMEOUT)
+        let connections = Connections::open(&endpoint, PROCESS, BROKER_TIMEOUT)
             .await
             .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology::from_settings(&settings.broker);
@@ -112,7 +126,7 @@ impl ConsumerApp {
         );
         // Only sealed jobs need the transit key; an ingress without Vault sends them in the
         // clear, so a worker can start without it and say so.
-        if let Err(error) = sealer.check().await {
+        if let Err(error) = sealer.check_unwrap().await {
             tracing::warn!(
                 %error,
                 mount = %settings.vault.transit_mount,
@@ -121,20 +135,15 @@ impl ConsumerApp {
             );
         }
         let sealer: Arc<dyn Sealer> = Arc::new(sealer);
-        let replier =
-            Replier::open(&connections.publish, Arc::clone(&sealer), BROKER_TIMEOUT).await?;
-        let stream = JobStream::open(
-            &connections.consume,
-            sealer,
-            &topology,
-            settings.concurrency,
-            "",
-        )
-        .await
-        .context("could not subscribe to the jobs queue")?;
+        // Declared now, so a queue declared elsewhere with other arguments is a start-up error.
+        let channel = connections.publish.create_channel().await?;
+        topology
+            .declare(&channel)
+            .await
+            .context("could not declare the jobs queue")?;
+        let _ = channel.close(200, "declared".into()).await;
 
         let worker = Arc::new(Worker {
-            replier,
             secrets,
             key_path,
             llm,
@@ -142,36 +151,49 @@ impl ConsumerApp {
             metrics: Arc::clone(&metrics),
             llm_timeout: Duration::from_millis(settings.llm_timeout_ms),
             require_sealed: settings.tokens.auth == letterbox_vault::auth::AuthMode::Tokens,
+            answered: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(crate::worker::ANSWERED_FOR)
+                .build(),
         });
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("could not listen on {}", settings.metrics_addr))?;
         Ok(Self {
             worker,
-            stream,
-            metrics_listener,
+            endpoint,
+            topology,
+            sealer,
+            first: Some(connections),
+            health: Arc::new(Health::default()),
+            metrics_listener: Some(metrics_listener),
             metrics,
             tracker,
             auth,
             shutdown,
-            connections,
             concurrency: settings.concurrency,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
 
     pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
-        self.metrics_listener.local_addr()
+        match &self.metrics_listener {
+            Some(listener) => listener.local_addr(),
+            None => Err(std::io::Error::other("the metrics server has started")),
+        }
     }
 
     /// Takes jobs until the shutdown token fires; then stops taking, gives in-flight jobs the
     /// grace period to finish, and closes the connections (the broker requeues anything unacked).
+    /// A lost broker connection is reopened with backoff; jobs in flight on it are redelivered
+    /// by the broker, to this worker or another.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let metrics_router = Router::new()
             .route(
                 "/healthz",
                 get(|| async { Json(json!({ "status": "ok" })) }),
             )
+            .route("/readyz", get(readyz))
             .route(
                 "/metrics",
                 get(render_metrics).route_layer(middleware::from_fn_with_state(
@@ -182,12 +204,19 @@ impl ConsumerApp {
             .fallback(|| async {
                 (
                     axum::http::StatusCode::NOT_FOUND,
-                    Json(json!({"error": {"code": "not_found", "message": "this port serves /healthz and /metrics"}})),
+                    Json(json!({"error": {"code": "not_found", "message": "this port serves /healthz, /readyz and /metrics"}})),
                 )
             })
-            .with_state((Arc::clone(&self.metrics), self.concurrency));
+            .with_state((
+                Arc::clone(&self.metrics),
+                self.concurrency,
+                Arc::clone(&self.health),
+            ));
         let metrics_shutdown = self.shutdown.clone();
-        let listener = self.metrics_listener;
+        let listener = self
+            .metrics_listener
+            .take()
+            .context("the worker was already started")?;
         self.tracker.spawn(async move {
             let served = axum::serve(listener, metrics_router)
                 .with_graceful_shutdown(async move { metrics_shutdown.cancelled().await })
@@ -202,39 +231,152 @@ impl ConsumerApp {
         self.tracker
             .spawn(async move { secrets.maintain_login(login_shutdown).await });
 
-        tracing::info!(concurrency = self.concurrency, "Taking jobs");
-        let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
-        let mut result = Ok(());
-        loop {
-            let permit = tokio::select! {
-                () = self.shutdown.cancelled() => break,
-                permit = Arc::clone(&permits).acquire_owned() => permit?,
-            };
-            let delivery = tokio::select! {
-                () = self.shutdown.cancelled() => break,
-                delivery = self.stream.next() => delivery,
-            };
-            match delivery {
-                Some(Ok(delivery)) => {
-                    let worker = Arc::clone(&self.worker);
-                    self.tracker.spawn(async move {
-                        let disposition = worker.process(&delivery).await;
-                        settle(&delivery, disposition).await;
-                        drop(permit);
-                    });
-                }
-                Some(Err(error)) => {
-                    result = Err(anyhow::anyhow!("the job subscription failed: {error}"));
-                    break;
-                }
-                None => {
-                    result = Err(anyhow::anyhow!("the broker ended the job subscription"));
-                    break;
-                }
-            }
+        // A worker that cannot read the LLM key takes no job: another worker may be able to.
+        if !self.wait_for_key().await {
+            return self.finish(None, None, Ok(())).await;
         }
 
-        let _ = self.stream.cancel().await;
+        let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
+        let mut connections = self.first.take();
+        let mut attempt = 0_u32;
+        loop {
+            let session = match connections.take() {
+                Some(open) => self.open_session(open).await,
+                None => match Connections::open(&self.endpoint, PROCESS, BROKER_TIMEOUT).await {
+                    Ok(open) => self.open_session(open).await,
+                    Err(error) => Err(error.into()),
+                },
+            };
+            let (open, replier, mut stream) = match session {
+                Ok(session) => session,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), attempt = attempt + 1, "Could not reach the broker yet; retrying");
+                    let delay = RECONNECT.delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return self.finish(None, None, Ok(())).await,
+                        () = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            if attempt > 0 {
+                tracing::info!(attempts = attempt, "Reconnected to the broker");
+            }
+            self.health.broker.store(true, Ordering::Release);
+            tracing::info!(concurrency = self.concurrency, "Taking jobs");
+            let replier = Arc::new(replier);
+            let ended = loop {
+                let permit = tokio::select! {
+                    () = self.shutdown.cancelled() => break None,
+                    permit = Arc::clone(&permits).acquire_owned() => permit?,
+                };
+                let delivery = tokio::select! {
+                    () = self.shutdown.cancelled() => break None,
+                    delivery = stream.next() => delivery,
+                };
+                match delivery {
+                    Some(Ok(delivery)) => {
+                        let worker = Arc::clone(&self.worker);
+                        let replier = Arc::clone(&replier);
+                        self.tracker.spawn(async move {
+                            let disposition = worker.process(&delivery, &replier).await;
+                            settle(&delivery, disposition).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(error)) => break Some(error.to_string()),
+                    None => break Some("the broker ended the subscription".to_owned()),
+                }
+            };
+            let Some(reason) = ended else {
+                return self
+                    .finish(Some((open, replier)), Some(stream), Ok(()))
+                    .await;
+            };
+            self.health.broker.store(false, Ordering::Release);
+            tracing::warn!(%reason, "Lost the broker connection; jobs in flight go back to the queue, reconnecting");
+            // Bounded: a dead broker must not hold the reconnection up.
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, stream.close()).await;
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, replier.close()).await;
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, open.close()).await;
+            tokio::select! {
+                () = self.shutdown.cancelled() => return self.finish(None, None, Ok(())).await,
+                () = tokio::time::sleep(RECONNECT.delay(0)) => {}
+            }
+            attempt = 1;
+        }
+    }
+
+    /// Replier and subscription on `connections`.
+    async fn open_session(
+        &self,
+        connections: Connections,
+    ) -> anyhow::Result<(Connections, Replier, JobStream)> {
+        let opened = async {
+            let replier = Replier::open(
+                &connections.publish,
+                Arc::clone(&self.sealer),
+                BROKER_TIMEOUT,
+            )
+            .await?;
+            let stream = JobStream::open(
+                &connections.consume,
+                Arc::clone(&self.sealer),
+                &self.topology,
+                self.concurrency,
+                "",
+            )
+            .await?;
+            anyhow::Ok((replier, stream))
+        }
+        .await;
+        match opened {
+            Ok((replier, stream)) => Ok((connections, replier, stream)),
+            Err(error) => {
+                let _ = tokio::time::timeout(BROKER_TIMEOUT, connections.close()).await;
+                Err(error.context("could not subscribe to the jobs queue"))
+            }
+        }
+    }
+
+    /// Waits until the LLM key can be read (at once, normally); false when shut down first.
+    async fn wait_for_key(&self) -> bool {
+        let mut reported = false;
+        loop {
+            match self.worker.secrets.read(&self.worker.key_path).await {
+                Ok(key) => {
+                    self.metrics.note_key(&key);
+                    self.health.key.store(true, Ordering::Release);
+                    if reported {
+                        tracing::info!("The LLM key is readable now; taking jobs");
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    if !reported {
+                        tracing::warn!(%error, "Cannot read the LLM key yet: not ready, taking no jobs, retrying every 2 s");
+                        reported = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// Stops taking jobs, gives those in flight the grace period, closes everything.
+    async fn finish(
+        self,
+        session: Option<(Connections, Arc<Replier>)>,
+        stream: Option<JobStream>,
+        result: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.health.broker.store(false, Ordering::Release);
+        if let Some(stream) = &stream {
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, stream.cancel()).await;
+        }
         self.shutdown.cancel();
         self.tracker.close();
         if tokio::time::timeout(self.grace, self.tracker.wait())
@@ -243,11 +385,47 @@ impl ConsumerApp {
         {
             tracing::warn!("Shutdown grace period over; unfinished jobs go back to the queue");
         }
-        self.stream.close().await;
-        self.worker.replier.close().await;
-        self.connections.close().await;
+        if let Some(stream) = &stream {
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, stream.close()).await;
+        }
+        if let Some((connections, replier)) = session {
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, replier.close()).await;
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, connections.close()).await;
+        } else if let Some(connections) = &self.first {
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, connections.close()).await;
+        }
         result
     }
+}
+
+/// What `/readyz` reports: ready while subscribed to the broker with the LLM key in hand.
+#[derive(Default)]
+pub struct Health {
+    broker: AtomicBool,
+    key: AtomicBool,
+}
+
+async fn readyz(State((_, _, health)): State<(Arc<Metrics>, u16, Arc<Health>)>) -> Response {
+    let (broker, key) = (
+        health.broker.load(Ordering::Acquire),
+        health.key.load(Ordering::Acquire),
+    );
+    if broker && key {
+        return Json(json!({ "status": "ready" })).into_response();
+    }
+    let message = match (broker, key) {
+        (_, false) => "the LLM key cannot be read from Vault yet",
+        _ => "the broker connection is down; reconnecting",
+    };
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": {"code": "not_ready", "message": message}})),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 async fn require_monitor(
@@ -258,15 +436,12 @@ async fn require_monitor(
     let Some(auth) = auth else {
         return next.run(request).await;
     };
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    match auth.check(
-        authorization,
-        Role::Monitor,
-        letterbox::time::now_ms() / 1000,
-    ) {
+    let values = request.headers().get_all(header::AUTHORIZATION);
+    let authorization =
+        letterbox_vault::auth::sole_authorization(values.iter().map(HeaderValue::as_bytes));
+    let checked = authorization
+        .and_then(|value| auth.check(value, Role::Monitor, letterbox::time::now_ms() / 1000));
+    match checked {
         Ok(_) => next.run(request).await,
         Err(error) => {
             let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
@@ -288,7 +463,7 @@ async fn require_monitor(
 }
 
 async fn render_metrics(
-    State((metrics, capacity)): State<(Arc<Metrics>, u16)>,
+    State((metrics, capacity, _)): State<(Arc<Metrics>, u16, Arc<Health>)>,
 ) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],

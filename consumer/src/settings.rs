@@ -50,8 +50,13 @@ pub struct ConsumerSettings {
     #[arg(long, env = env::SECRET_CACHE_TTL_SECS, default_value_t = 300)]
     pub secret_cache_ttl_secs: u64,
 
+    /// While Vault is unreachable or sealed, how long the key read earlier keeps serving
+    /// (`30m`, `1h`, `0s` for never).
+    #[arg(long, env = env::SECRET_MAX_STALENESS, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub secret_max_staleness: std::time::Duration,
+
     /// Version of the prompt templates.
-    #[arg(long, env = env::PROMPT_VERSION, default_value = "v1")]
+    #[arg(long, env = env::PROMPT_VERSION, default_value = "v2")]
     pub prompt_version: String,
 
     #[command(flatten)]
@@ -79,7 +84,8 @@ impl ConsumerSettings {
             llm_key_path: DEFAULT_LLM_KEY_PATH.to_owned(),
             llm_key_field: "api_key".to_owned(),
             secret_cache_ttl_secs: 300,
-            prompt_version: "v1".to_owned(),
+            secret_max_staleness: std::time::Duration::from_secs(3600),
+            prompt_version: "v2".to_owned(),
             vault: VaultArgs::default(),
             tokens: TokenArgs::default(),
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
@@ -112,6 +118,10 @@ mod tests {
         assert_eq!(
             default("secret_cache_ttl_secs"),
             defaults.secret_cache_ttl_secs.to_string()
+        );
+        assert_eq!(
+            humantime::parse_duration(&default("secret_max_staleness")).unwrap(),
+            defaults.secret_max_staleness
         );
         assert_eq!(default("prompt_version"), defaults.prompt_version);
         assert_eq!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use letterbox::{FailureCode, Job, JobFailure, Letter, Outcome, Reply};
-use letterbox_rabbitmq::{JobDelivery, Replier};
+use letterbox_rabbitmq::{JobDelivery, Replier, UnreadableJob};
 use letterbox_vault::{KvPath, SecretStore};
 use uuid::Uuid;
 
@@ -17,7 +17,6 @@ use crate::metrics::Metrics;
 use crate::prompt::Templates;
 
 pub struct Worker {
-    pub(crate) replier: Replier,
     pub(crate) secrets: Arc<SecretStore>,
     pub(crate) key_path: KvPath,
     pub(crate) llm: LlmClient,
@@ -27,7 +26,13 @@ pub struct Worker {
     /// Set with `LETTERBOX_AUTH=tokens`: a job that is not sealed did not come from an ingress
     /// (which always seals then), so it is refused rather than answered.
     pub(crate) require_sealed: bool,
+    /// Jobs this worker has answered (reply confirmed), for ten minutes: a redelivery or a
+    /// replay of one is acked without a second LLM call.
+    pub(crate) answered: moka::future::Cache<Uuid, ()>,
 }
+
+/// How long an answered job id is remembered.
+pub const ANSWERED_FOR: Duration = Duration::from_secs(600);
 
 /// What becomes of a delivery once the worker is done with it.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,7 +46,7 @@ pub enum Disposition {
 }
 
 impl Worker {
-    pub async fn process(&self, delivery: &JobDelivery) -> Disposition {
+    pub async fn process(&self, delivery: &JobDelivery, replier: &Replier) -> Disposition {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight.track();
         let (Some(reply_to), Some(correlation_id)) = (&delivery.reply_to, &delivery.correlation_id)
@@ -61,14 +66,17 @@ impl Worker {
             }
             Err(error) => {
                 tracing::warn!(%error, "Dead-lettering a job that could not be read");
-                if let Ok(job_id) = Uuid::parse_str(correlation_id) {
+                // A reply is sealed under the job's key, so only a job whose body that key
+                // authenticated gets one: a forged message naming a real job's key and id must
+                // not end that job's request with an error.
+                let authenticated = matches!(error, UnreadableJob::Undecodable(_));
+                if authenticated && let Ok(job_id) = Uuid::parse_str(correlation_id) {
                     let reply = failed(
                         job_id,
                         FailureCode::InvalidJob,
                         "the job could not be read by the worker",
                     );
-                    let _ = self
-                        .replier
+                    let _ = replier
                         .send(reply_to, correlation_id, wrapped_key, &reply)
                         .await;
                 }
@@ -87,6 +95,11 @@ impl Worker {
             self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
             return Disposition::DeadLetter;
         }
+        if self.answered.contains_key(&job.id) {
+            tracing::info!(job_id = %job.id, "Job already answered here; dropping the duplicate");
+            self.metrics.jobs.inc("duplicate");
+            return Disposition::Ack;
+        }
 
         let (outcome, llm_time) = self.run(job).await;
         let label = match &outcome {
@@ -97,12 +110,12 @@ impl Worker {
             job_id: job.id,
             outcome,
         };
-        match self
-            .replier
+        match replier
             .send(reply_to, correlation_id, wrapped_key, &reply)
             .await
         {
             Ok(()) => {
+                self.answered.insert(job.id, ()).await;
                 let processing = started.elapsed();
                 self.metrics.jobs.inc(label);
                 self.metrics.processing.record(processing);

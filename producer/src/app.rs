@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
-use letterbox_rabbitmq::{BrokerError, Connections, Endpoint, JobSubmitter, Topology};
+use letterbox_rabbitmq::{BrokerError, Endpoint, SubmitLink, Topology};
 use letterbox_vault::auth::{AuthMode, Authenticator, Caller};
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
@@ -38,7 +38,8 @@ const REPLY_GRACE: Duration = Duration::from_millis(500);
 
 /// What every request handler shares.
 struct AppState {
-    submitter: JobSubmitter,
+    /// The broker session, reconnected after an outage.
+    submitter: Arc<SubmitLink>,
     /// Checks bearer tokens and their rate limits; `None` when authentication is off.
     auth: Option<Arc<Authenticator>>,
     limits: DocumentLimits,
@@ -53,14 +54,9 @@ pub struct Application {
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     router: Router,
     state: Arc<AppState>,
-    /// Owns the reply consumer task.
+    /// Owns the reply consumer and broker watcher tasks.
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    /// Stops the reply consumer; cancelled only after in-flight requests are done, so they can
-    /// still receive their replies while the server drains.
-    replies_stop: CancellationToken,
-    /// Kept open for the life of the app; closed after the HTTP server drains.
-    connections: Connections,
     grace: Duration,
     /// How long a client may take to send its request headers.
     header_timeout: Duration,
@@ -79,9 +75,6 @@ impl Application {
         let extractor = letterbox_extract::extractor().map_err(anyhow::Error::msg)?;
         tracing::debug!(path = %extractor.display(), "Document extractor found");
         let endpoint = Endpoint::from_settings(&settings.broker)?;
-        let connections = Connections::open(&endpoint, "letterbox-producer", BROKER_TIMEOUT)
-            .await
-            .context("could not connect to RabbitMQ at AMQP_URL")?;
         let topology = Topology::from_settings(&settings.broker);
         let tracker = TaskTracker::new();
         // Client tokens live in Vault, and the data keys that seal job bodies come from its
@@ -129,17 +122,16 @@ impl Application {
             }
             None => None,
         };
-        let replies_stop = CancellationToken::new();
-        let submitter = JobSubmitter::start(
-            &connections,
+        let submitter = SubmitLink::start(
+            endpoint,
+            "letterbox-producer",
             sealer,
             topology,
             BROKER_TIMEOUT,
             &tracker,
-            replies_stop.clone(),
         )
         .await
-        .context("could not set up the broker topology and reply queue")?;
+        .context("could not connect to RabbitMQ at AMQP_URL and set up its queues")?;
         let auth = match store {
             Some(store) => {
                 let login_store = Arc::clone(&store);
@@ -201,8 +193,6 @@ impl Application {
             state,
             tracker,
             shutdown,
-            replies_stop,
-            connections,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
             header_timeout: Duration::from_millis(settings.header_timeout_ms),
         })
@@ -257,11 +247,11 @@ impl Application {
                 tracing::warn!("Shutdown grace period over; dropping in-flight requests");
             }
         }
-        self.state.submitter.close().await;
+        // Replies keep arriving until every request has its answer; only then stop the router.
+        self.state.submitter.stop().await;
         self.tracker.close();
-        self.replies_stop.cancel();
         self.tracker.wait().await;
-        self.connections.close().await;
+        self.state.submitter.close_connections().await;
         Ok(())
     }
 }
@@ -519,11 +509,12 @@ async fn authorize(state: &AppState, needed: Role, request: Request, next: Next)
     let Some(auth) = &state.auth else {
         return next.run(request).await;
     };
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    match auth.check(authorization, needed, letterbox::time::now_ms() / 1000) {
+    let values = request.headers().get_all(header::AUTHORIZATION);
+    let authorization =
+        letterbox_vault::auth::sole_authorization(values.iter().map(HeaderValue::as_bytes));
+    let checked =
+        authorization.and_then(|value| auth.check(value, needed, letterbox::time::now_ms() / 1000));
+    match checked {
         Ok(caller) => {
             // Handlers log which token a request came with (its public id, never the token).
             let mut request = request;

@@ -49,7 +49,7 @@ pub enum ApiError {
         /// From the provider's own `Retry-After`, when it rate-limited the job.
         retry_after_secs: Option<u32>,
     },
-    #[error("the worker's reply was lost; try again")]
+    #[error("the connection to the job queue was lost before the letter arrived; retry shortly")]
     ReplyLost,
     #[error("no such endpoint; see the API in the README")]
     NotFound,
@@ -97,7 +97,7 @@ impl ApiError {
                 FailureCode::SecretUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 FailureCode::InvalidJob => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            Self::ReplyLost => StatusCode::BAD_GATEWAY,
+            Self::ReplyLost => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -134,6 +134,7 @@ impl ApiError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             Self::Auth(error) => error.retry_after_secs(),
+            Self::ReplyLost => Some(2),
             Self::Document {
                 error: ExtractError::Busy,
                 ..

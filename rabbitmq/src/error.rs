@@ -16,6 +16,8 @@ pub enum BrokerError {
          delete it or use the settings it was created with"
     )]
     TopologyMismatch { queue: String, source: lapin::Error },
+    #[error("the connection to the broker is down; reconnecting")]
+    Disconnected,
     #[error("the reply queue is closed")]
     ReplyQueueClosed,
     #[error("{0}")]

@@ -68,10 +68,15 @@ impl JobStream {
             .as_ref()
             .map(ToString::to_string);
         let wrapped_key = crate::wrapped_key(properties);
+        let reply_to = properties.reply_to().as_ref().map(ToString::to_string);
         let job = match (&correlation_id, &wrapped_key) {
             (Some(id), Some(wrapped)) => match self
                 .sealer
-                .open(wrapped, &job_aad(id), &delivery.data)
+                .open(
+                    wrapped,
+                    &job_aad(id, reply_to.as_deref().unwrap_or_default()),
+                    &delivery.data,
+                )
                 .await
             {
                 Ok(plain) => {
@@ -88,7 +93,7 @@ impl JobStream {
         Some(Ok(JobDelivery {
             job,
             wrapped_key,
-            reply_to: properties.reply_to().as_ref().map(ToString::to_string),
+            reply_to,
             correlation_id,
             redelivered: delivery.redelivered,
             previous_deliveries: delivery_count.unwrap_or(0),

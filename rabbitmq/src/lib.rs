@@ -6,11 +6,13 @@
 //! - `topology`: the queues and exchanges, declared idempotently by whichever side starts first;
 //! - `publisher`: confirmed, mandatory publishing that turns nacks and returns into errors;
 //! - `replies`: the ingress's reply queue and the one router that owns the correlation map;
+//! - `link`: the ingress's self-healing session (reconnects with backoff after a broker outage);
 //! - `jobs`: the workers' side, deliveries in and replies out.
 
 mod connection;
 mod error;
 mod jobs;
+mod link;
 mod publisher;
 mod replies;
 mod topology;
@@ -19,6 +21,7 @@ pub use connection::{Connections, Endpoint, connect};
 pub use error::BrokerError;
 pub use jobs::{JobDelivery, JobStream, Replier, UnreadableJob};
 pub use lapin::Connection;
+pub use link::SubmitLink;
 pub use publisher::Publisher;
 pub use replies::{JobSubmitter, PendingReply, ReplyLost, ReplyRouter};
 pub use topology::Topology;

@@ -253,7 +253,9 @@ impl JobSubmitter {
         let mut headers = FieldTable::default();
         let body = match &self.sealer {
             Some(sealer) => {
-                let sealed = sealer.seal(&job_aad(&id), &plain).await?;
+                let sealed = sealer
+                    .seal(&job_aad(&id, self.router.queue()), &plain)
+                    .await?;
                 headers.insert(
                     KEY_HEADER.into(),
                     AMQPValue::LongString(sealed.wrapped_key.as_str().into()),

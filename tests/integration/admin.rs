@@ -109,7 +109,7 @@ fn store_for(role: &Value) -> letterbox_vault::VaultSettings {
 
 #[tokio::test]
 async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
-    use letterbox::sealing::Sealer;
+    use letterbox::sealing::{SealError, Sealer};
     use letterbox_vault::payload::TransitSealer;
     use letterbox_vault::tokens::Role;
     use letterbox_vault::{KvPath, SecretStore, TokensPath, VaultError};
@@ -226,11 +226,30 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
         .seal(b"job", b"body")
         .await
         .unwrap();
-    let opened = TransitSealer::new(consumer, "transit", &payload_key)
+    let worker_sealer = TransitSealer::new(consumer, "transit", &payload_key);
+    let opened = worker_sealer
         .open(&sealed.wrapped_key, b"job", &sealed.ciphertext)
         .await
         .unwrap();
     assert_eq!(opened, b"body");
+    // A worker seals replies under its job's key and may make no data key of its own (which
+    // would let a worker's credentials forge jobs); its start-up check needs none.
+    assert_eq!(worker_sealer.check_unwrap().await, Ok(()));
+    let made = worker_sealer.seal(b"job", b"forged").await.err();
+    assert!(
+        matches!(&made, Some(SealError::Unavailable(message)) if message.contains("403")),
+        "{made:?}"
+    );
+    let missing = TransitSealer::new(
+        Arc::new(
+            SecretStore::connect(store_for(&roles["consumer"]))
+                .await
+                .unwrap(),
+        ),
+        "transit",
+        "no-such-key",
+    );
+    assert!(missing.check_unwrap().await.is_err());
 
     // The audit passes under a 90-day limit and fails under a zero one.
     let path = format!("secret/{prefix}/llm");

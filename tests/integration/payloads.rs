@@ -79,9 +79,10 @@ async fn a_job_on_the_queue_is_ciphertext_bound_to_its_job() {
         .as_ref()
         .unwrap()
         .to_string();
+    let reply_to = delivery.properties.reply_to().as_ref().unwrap().to_string();
     let reader = sealer(Arc::new(admin_store().await));
     let plain = reader
-        .open(&wrapped, &job_aad(&job_id), data)
+        .open(&wrapped, &job_aad(&job_id, &reply_to), data)
         .await
         .unwrap();
     let job = letterbox::codec::decode_job(&plain).unwrap();
@@ -90,7 +91,18 @@ async fn a_job_on_the_queue_is_ciphertext_bound_to_its_job() {
     // Moved onto another job's message, the body does not decrypt.
     let other = uuid::Uuid::new_v4().to_string();
     assert_eq!(
-        reader.open(&wrapped, &job_aad(&other), data).await.err(),
+        reader
+            .open(&wrapped, &job_aad(&other, &reply_to), data)
+            .await
+            .err(),
+        Some(SealError::Corrupt)
+    );
+    // Nor does it with its reply sent to another queue.
+    assert_eq!(
+        reader
+            .open(&wrapped, &job_aad(&job_id, "amq.gen-attacker"), data)
+            .await
+            .err(),
         Some(SealError::Corrupt)
     );
     app.stop().await;

@@ -1,5 +1,6 @@
 # letterbox-consumer, a worker.
-# Reads the LLM key, unwraps the data keys of the jobs it takes, and reads operators' (monitor and
+# Reads the LLM key, unwraps the data keys of the jobs it takes (and seals each reply under its
+# job's key, so it never makes a data key of its own), and reads operators' (monitor and
 # admin) token records to guard its /metrics. It cannot read client (submit) token records.
 
 path "secret/data/letterbox/llm" {
@@ -20,10 +21,6 @@ path "secret/data/letterbox/tokens/monitor/*" {
 
 path "secret/data/letterbox/tokens/admin/*" {
   capabilities = ["read"]
-}
-
-path "transit/datakey/plaintext/letterbox-payload" {
-  capabilities = ["update"]
 }
 
 path "transit/decrypt/letterbox-payload" {

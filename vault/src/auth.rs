@@ -67,6 +67,8 @@ pub enum AuthError {
     Missing,
     #[error("the token is not valid: unknown, revoked or malformed")]
     Invalid,
+    #[error("send one Authorization header, not several")]
+    Ambiguous,
     #[error("the token has expired; ask an administrator for a new one")]
     Expired,
     #[error("this token's role ({held}) may not do this; it needs the {needed} role")]
@@ -83,7 +85,7 @@ pub enum AuthError {
 impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Missing | Self::Invalid | Self::Expired => "unauthorized",
+            Self::Missing | Self::Invalid | Self::Ambiguous | Self::Expired => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::NotLoaded => "auth_unavailable",
@@ -93,7 +95,7 @@ impl AuthError {
     /// The HTTP status this refusal is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Missing | Self::Invalid | Self::Expired => 401,
+            Self::Missing | Self::Invalid | Self::Ambiguous | Self::Expired => 401,
             Self::Forbidden { .. } => 403,
             Self::RateLimited { .. } => 429,
             Self::NotLoaded => 503,
@@ -202,13 +204,11 @@ impl Authenticator {
         if !self.loaded.load(Ordering::Acquire) {
             return Err(AuthError::NotLoaded);
         }
+        // The scheme is case-insensitive (RFC 9110): `Bearer`, `bearer`, `BEARER`.
         let token = authorization
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(|value| value.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or(AuthError::Missing)?;
         let id = token_id(token).ok_or(AuthError::Invalid)?;
         let record = {
@@ -261,6 +261,18 @@ impl Authenticator {
         limiters.insert(id.to_owned(), Arc::clone(&limiter));
         limiter
     }
+}
+
+/// The request's one `Authorization` value (`None` when absent or not text); several are refused
+/// rather than one of them picked.
+pub fn sole_authorization<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<&'a str>, AuthError> {
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::Ambiguous);
+    }
+    Ok(first.and_then(|value| std::str::from_utf8(value).ok()))
 }
 
 /// Refuses `LETTERBOX_AUTH=none` on a listener other clients can reach: an unauthenticated
@@ -369,6 +381,20 @@ mod tests {
     };
 
     #[test]
+    fn one_authorization_header_or_none() {
+        let one: [&[u8]; 1] = [b"Bearer x"];
+        assert_eq!(sole_authorization(one.into_iter()), Ok(Some("Bearer x")));
+        assert_eq!(sole_authorization(std::iter::empty()), Ok(None));
+        let two: [&[u8]; 2] = [b"Bearer x", b"Bearer y"];
+        assert_eq!(
+            sole_authorization(two.into_iter()),
+            Err(AuthError::Ambiguous)
+        );
+        let binary: [&[u8]; 1] = [b"Bearer \xff"];
+        assert_eq!(sole_authorization(binary.into_iter()), Ok(None));
+    }
+
+    #[test]
     fn roles_decide_what_a_valid_token_may_do() {
         let submit = generate(Role::Submit, "app", Duration::from_secs(60), None, 100).unwrap();
         let auth = loaded(vec![submit.record.clone()], PLENTY);
@@ -394,6 +420,17 @@ mod tests {
         assert_eq!(auth.check(None, Role::Submit, 100), Err(AuthError::Missing));
         assert_eq!(
             auth.check(Some("Basic abc"), Role::Submit, 100),
+            Err(AuthError::Missing)
+        );
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let header = format!("{scheme} {}", reveal(&submit));
+            assert!(
+                auth.check(Some(&header), Role::Submit, 100).is_ok(),
+                "{scheme}"
+            );
+        }
+        assert_eq!(
+            auth.check(Some(reveal(&submit)), Role::Submit, 100),
             Err(AuthError::Missing)
         );
         let other = generate(Role::Submit, "x", Duration::from_secs(60), None, 100).unwrap();

@@ -13,7 +13,7 @@ pub mod tokens;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
@@ -47,6 +47,9 @@ pub struct VaultSettings {
     pub timeout: Duration,
     /// How long a secret read is reused before Vault is asked again.
     pub cache_ttl: Duration,
+    /// While Vault is unreachable or sealed, how old a value read earlier may be and still be
+    /// served (zero: never serve a value Vault could not confirm).
+    pub max_staleness: Duration,
 }
 
 impl VaultSettings {
@@ -80,6 +83,7 @@ impl VaultSettings {
             auth,
             timeout: Duration::from_millis(args.vault_timeout_ms),
             cache_ttl,
+            max_staleness: Duration::ZERO,
         })
     }
 }
@@ -246,9 +250,18 @@ pub struct SecretStore {
     /// Behind a lock because a re-login replaces the token (`set_token` takes `&mut self`).
     pub(crate) client: RwLock<VaultClient>,
     cache: Cache<KvPath, Arc<SecretValue>>,
+    /// The last value Vault gave for each path, and when: served during an outage, up to
+    /// `max_staleness` old.
+    last_good: std::sync::Mutex<std::collections::HashMap<KvPath, (Arc<SecretValue>, Instant)>>,
+    /// Set when Vault failed for a passing reason: until then reads go straight to `last_good`
+    /// instead of waiting on a Vault that is down.
+    down_until: std::sync::Mutex<Option<Instant>>,
     /// The current AppRole token's lease, which paces its renewal.
     lease_seconds: tokio::sync::Mutex<u64>,
 }
+
+/// How long reads skip Vault after it failed for a passing reason.
+const OUTAGE_PAUSE: Duration = Duration::from_secs(5);
 
 impl SecretStore {
     /// Builds the client and, for AppRole, logs in. Fails clearly on a bad address or login.
@@ -262,20 +275,78 @@ impl SecretStore {
             settings,
             client: RwLock::new(client),
             cache,
+            last_good: std::sync::Mutex::new(std::collections::HashMap::new()),
+            down_until: std::sync::Mutex::new(None),
             lease_seconds: tokio::sync::Mutex::new(0),
         };
         if matches!(store.settings.auth, VaultAuth::AppRole { .. }) {
-            store.login().await?;
+            match store.login().await {
+                Ok(()) => {}
+                // Vault is down, not misconfigured: go on, and log in when it answers (every
+                // read that Vault refuses for want of a token logs in first).
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(%error, "Vault is not answering; logging in once it does");
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(store)
     }
 
     /// The secret field at `path`, from the cache when fresh. Concurrent misses share one read.
+    /// While Vault is unreachable or sealed, the last value it gave is served for up to
+    /// `max_staleness`; after that the outage is the caller's error.
     pub async fn read(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
-        self.cache
-            .try_get_with_by_ref(path, self.fetch(path))
-            .await
-            .map_err(|error| (*error).clone())
+        let now = Instant::now();
+        let in_outage = self
+            .down_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|until| now < until);
+        if in_outage && let Some(stale) = self.stale(path, now) {
+            return Ok(stale);
+        }
+        match self.cache.try_get_with_by_ref(path, self.fetch(path)).await {
+            Ok(value) => {
+                *self
+                    .down_until
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+                Ok(value)
+            }
+            Err(error) => {
+                let error = (*error).clone();
+                if !error.is_transient() {
+                    return Err(error);
+                }
+                let was_down = self
+                    .down_until
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .replace(Instant::now() + OUTAGE_PAUSE)
+                    .is_some();
+                match self.stale(path, Instant::now()) {
+                    Some(stale) => {
+                        if !was_down {
+                            tracing::warn!(%error, path = %path, max_staleness_s = self.settings.max_staleness.as_secs(), "Vault is unavailable; serving the value read earlier");
+                        }
+                        Ok(stale)
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    /// The last value read from Vault for `path`, if it is no older than `max_staleness`.
+    fn stale(&self, path: &KvPath, now: Instant) -> Option<Arc<SecretValue>> {
+        let last_good = self
+            .last_good
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (value, read_at) = last_good.get(path)?;
+        (now.saturating_duration_since(*read_at) <= self.settings.max_staleness)
+            .then(|| Arc::clone(value))
     }
 
     /// Forgets a cached value, so the next read asks Vault (after the provider refused a key).
@@ -401,7 +472,7 @@ impl SecretStore {
     }
 
     async fn fetch(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
-        match self.fetch_once(path).await {
+        let value = match self.fetch_once(path).await {
             // An AppRole token may have lapsed: log in again once, then retry once.
             Err(VaultError::Forbidden { .. })
                 if matches!(self.settings.auth, VaultAuth::AppRole { .. }) =>
@@ -410,7 +481,12 @@ impl SecretStore {
                 self.fetch_once(path).await
             }
             other => other,
-        }
+        }?;
+        self.last_good
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(path.clone(), (Arc::clone(&value), Instant::now()));
+        Ok(value)
     }
 
     async fn fetch_once(&self, path: &KvPath) -> Result<Arc<SecretValue>, VaultError> {
@@ -593,6 +669,7 @@ mod tests {
             auth: VaultAuth::Token(SecretString::from("t".to_owned())),
             timeout: Duration::from_secs(1),
             cache_ttl: Duration::from_secs(1),
+            max_staleness: Duration::ZERO,
         };
         assert!(matches!(
             build_client(&settings),
@@ -608,6 +685,7 @@ mod tests {
             auth: VaultAuth::Token(SecretString::from("t".to_owned())),
             timeout: Duration::from_secs(1),
             cache_ttl: Duration::from_secs(1),
+            max_staleness: Duration::ZERO,
         };
         let missing = build_client(&settings("/nonexistent/ca.pem")).err();
         assert!(matches!(missing, Some(VaultError::InvalidCa { .. })));

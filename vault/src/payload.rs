@@ -54,6 +54,45 @@ impl TransitSealer {
     }
 
     /// Checks that the transit key exists and answers, so a misconfiguration shows at start-up.
+    /// Whether this process may unwrap data keys, for a process that never makes one (a worker
+    /// seals replies under its job's key): Vault is asked to unwrap a key it never made, which it
+    /// refuses with 400 when the key exists and the policy allows, and with 403 otherwise.
+    pub async fn check_unwrap(&self) -> Result<(), SealError> {
+        let mut probe = [0u8; 44];
+        self.random
+            .fill(&mut probe)
+            .map_err(|_| SealError::Unavailable("no system randomness".into()))?;
+        let ciphertext = format!(
+            "vault:v1:{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, probe)
+        );
+        let result = {
+            let client = self.store.client.read().await;
+            vaultrs::transit::data::decrypt(
+                &*client,
+                &self.mount,
+                &self.key_name,
+                &ciphertext,
+                None,
+            )
+            .await
+        };
+        match result {
+            Err(vaultrs::error::ClientError::APIError { code: 400, errors })
+                if !errors.iter().any(|error| error.contains("not found")) =>
+            {
+                Ok(())
+            }
+            Err(vaultrs::error::ClientError::APIError { code, errors }) => Err(
+                SealError::Unavailable(format!("Vault answered {code}: {}", errors.join("; "))),
+            ),
+            Err(other) => Err(SealError::Unavailable(crate::describe(&other))),
+            Ok(_) => Err(SealError::Unavailable(
+                "Vault unwrapped a random key; this is not a transit key Letterbox made".into(),
+            )),
+        }
+    }
+
     pub async fn check(&self) -> Result<(), SealError> {
         let sealed = self.seal_now(b"check", b"check").await?;
         self.unwrapped.invalidate(&sealed.wrapped_key).await;
