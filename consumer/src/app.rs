@@ -151,6 +151,8 @@ impl ConsumerApp {
             metrics: Arc::clone(&metrics),
             llm_timeout: Duration::from_millis(settings.llm_timeout_ms),
             require_sealed: settings.tokens.auth == letterbox_vault::auth::AuthMode::Tokens,
+            max_attempts: settings.llm_max_attempts,
+            work_budget_ms: settings.broker_ack_timeout_ms.saturating_sub(60_000),
             answered: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(crate::worker::ANSWERED_FOR)

@@ -51,6 +51,38 @@ pub enum LlmError {
     Truncated,
     #[error("the LLM provider returned an empty letter")]
     Empty,
+    #[error("the LLM provider's stream ended before the letter was finished")]
+    Incomplete,
+    #[error("the LLM provider reported an error in the middle of its answer{}", .0.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    StreamError(Option<String>),
+}
+
+impl LlmError {
+    /// Why another attempt may succeed, as a metric label; `None` when it cannot (a refused
+    /// request, a filtered or truncated letter: the same request would meet the same answer).
+    pub fn retry_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::RateLimited { .. } => Some("rate_limited"),
+            Self::ServerError(_) => Some("server_error"),
+            Self::Timeout(_) => Some("timeout"),
+            Self::Unreachable => Some("unreachable"),
+            Self::Incomplete | Self::StreamError(_) => Some("stream_failed"),
+            Self::InvalidResponse(_) => Some("invalid_response"),
+            Self::Unauthorized(_)
+            | Self::Rejected { .. }
+            | Self::ContentFiltered
+            | Self::Truncated
+            | Self::Empty => None,
+        }
+    }
+
+    /// The wait the provider asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -124,7 +156,8 @@ impl LlmClient {
                 { "role": "user", "content": prompt.user },
             ],
             "max_tokens": max_tokens,
-            "stream": false,
+            // Streamed, so a provider cut off mid-letter is told apart from a short letter.
+            "stream": true,
         });
         let exchange = async {
             let response = self
@@ -142,12 +175,22 @@ impl LlmClient {
                     }
                 })?;
             let status = response.status();
-            let retry_after = retry_after(response.headers());
-            let bytes = read_capped(response).await?;
+            let retry_after = retry_after(response.headers(), std::time::SystemTime::now());
             if !status.is_success() {
+                let bytes = read_capped(response).await?;
                 return Err(status_error(status, &bytes, retry_after));
             }
-            parse_completion(&bytes)
+            let streamed = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|value| value.starts_with("text/event-stream"));
+            if streamed {
+                read_stream(response).await
+            } else {
+                // A provider that ignores `stream` answers one JSON body.
+                parse_completion(&read_capped(response).await?)
+            }
         };
         let (text, model) = tokio::time::timeout(timeout, exchange)
             .await
@@ -171,20 +214,176 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, LlmErro
     Ok(body)
 }
 
-/// `Retry-After` in seconds (an HTTP date counts as unknown), or `retry-after-ms`.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// The wait a provider asks for: `retry-after-ms` (OpenAI's), else `Retry-After` in seconds or
+/// as an HTTP date (counted from `now`). Capped at an hour; nonsense counts as unknown.
+fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    const MOST: f64 = 3600.0;
     let text = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    text("retry-after")
+    let seconds =
+        |s: f64| (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(MOST)));
+    if let Some(wait) = text("retry-after-ms")
         .and_then(|v| v.parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+        .and_then(|ms| seconds(ms / 1000.0))
+    {
+        return Some(wait);
+    }
+    let value = text("retry-after")?;
+    if let Ok(s) = value.parse::<f64>() {
+        return seconds(s);
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(
+        date.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs_f64(MOST)),
+    )
+}
+
+/// Reads a streamed completion (server-sent events). The letter counts only if the stream says
+/// it is finished (a `finish_reason`, or `[DONE]`): a stream that stops short, or carries an
+/// error event after its 200, is a failure, never a short letter.
+async fn read_stream(
+    mut response: reqwest::Response,
+) -> Result<(String, Option<String>), LlmError> {
+    let mut decoder = SseDecoder::default();
+    let mut letter = StreamedLetter::default();
+    let mut received = 0;
+    'body: while let Some(chunk) = response.chunk().await.map_err(|_| LlmError::Incomplete)? {
+        received += chunk.len();
+        if received > MAX_RESPONSE_BYTES {
+            return Err(LlmError::InvalidResponse("the body is too large"));
+        }
+        for data in decoder.push(&chunk) {
+            if letter.event(&data)? {
+                break 'body;
+            }
+        }
+    }
+    letter.finish()
+}
+
+/// Splits a byte stream into the `data` of server-sent events (lines `data: …`, events ended by
+/// a blank line; comments and other fields ignored).
+#[derive(Default)]
+struct SseDecoder {
+    line: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+}
+
+impl SseDecoder {
+    fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut events = Vec::new();
+        for &byte in bytes {
+            if byte != b'\n' {
+                self.line.push(byte);
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            if line.is_empty() {
+                if self.has_data {
+                    events.push(std::mem::take(&mut self.data));
+                    self.has_data = false;
+                }
+            } else if let Some(value) = line.strip_prefix(b"data:") {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data
+                    .extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+                self.has_data = true;
+            }
+        }
+        events
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice {
+    #[serde(default)]
+    delta: Option<Message>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Default)]
+struct StreamedLetter {
+    text: String,
+    model: Option<String>,
+    finish_reason: Option<String>,
+    done: bool,
+}
+
+impl StreamedLetter {
+    /// Takes one event; true once the stream has said it is done.
+    fn event(&mut self, data: &[u8]) -> Result<bool, LlmError> {
+        if data == b"[DONE]" {
+            self.done = true;
+            return Ok(true);
+        }
+        let chunk: StreamChunk = serde_json::from_slice(data)
+            .map_err(|_| LlmError::InvalidResponse("a stream event that is not JSON"))?;
+        if let Some(error) = chunk.error {
+            let code = match error.code {
+                Some(serde_json::Value::String(code)) => Some(code),
+                _ => error.kind,
+            };
+            return Err(LlmError::StreamError(code.filter(|c| is_identifier(c))));
+        }
+        if self.model.is_none() {
+            self.model = chunk.model;
+        }
+        if let Some(choice) = chunk.choices.into_iter().next() {
+            if let Some(content) = choice.delta.and_then(|delta| delta.content) {
+                self.text.push_str(&content);
+            }
+            if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
+                self.finish_reason = Some(reason);
+            }
+        }
+        Ok(false)
+    }
+
+    fn finish(self) -> Result<(String, Option<String>), LlmError> {
+        match self.finish_reason.as_deref() {
+            Some("content_filter") => return Err(LlmError::ContentFiltered),
+            Some("length") => return Err(LlmError::Truncated),
+            None if !self.done => return Err(LlmError::Incomplete),
+            _ => {}
+        }
+        let text = clean_letter(&self.text);
+        if text.is_empty() {
+            return Err(LlmError::Empty);
+        }
+        Ok((text, self.model))
+    }
+}
+
+fn is_identifier(candidate: &str) -> bool {
+    !candidate.is_empty()
+        && candidate.len() <= 64
+        && candidate
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
 }
 
 fn status_error(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> LlmError {
@@ -208,12 +407,7 @@ fn provider_code(body: &[u8]) -> Option<String> {
         Some(serde_json::Value::String(code)) => Some(code),
         _ => envelope.error.kind,
     }?;
-    let is_identifier = !candidate.is_empty()
-        && candidate.len() <= 64
-        && candidate
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
-    is_identifier.then_some(candidate)
+    is_identifier(&candidate).then_some(candidate)
 }
 
 fn parse_completion(body: &[u8]) -> Result<(String, Option<String>), LlmError> {
@@ -319,11 +513,97 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_milliseconds() {
+    fn retry_after_reads_seconds_dates_and_milliseconds() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(2)));
+        let in_seven = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        headers.insert("retry-after", in_seven.parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(7)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        headers.insert("retry-after", past.parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert("retry-after", "-3".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert("retry-after", "99999999".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(3600)));
         headers.insert("retry-after-ms", "1500".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after(&headers, now),
+            Some(Duration::from_millis(1500))
+        );
+    }
+
+    fn stream(body: &str) -> Result<(String, Option<String>), LlmError> {
+        let mut decoder = SseDecoder::default();
+        let mut letter = StreamedLetter::default();
+        // Fed in awkward pieces, as a network delivers them.
+        for piece in body.as_bytes().chunks(7) {
+            for data in decoder.push(piece) {
+                if letter.event(&data)? {
+                    return letter.finish();
+                }
+            }
+        }
+        letter.finish()
+    }
+
+    const CHUNK: &str = "data: {\"model\":\"m-2\",\"choices\":[{\"delta\":{\"content\":\"Dear \"}}]}\n\n: keep-alive\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"team,\"}}]}\r\n\r\n";
+
+    #[test]
+    fn a_stream_counts_only_when_it_says_it_is_finished() {
+        let finished = format!(
+            "{CHUNK}data: {{\"choices\":[{{\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(
+            stream(&finished),
+            Ok(("Dear team,".to_owned(), Some("m-2".to_owned())))
+        );
+        // Cut before its final event: a failure, not a short letter.
+        assert_eq!(stream(CHUNK), Err(LlmError::Incomplete));
+        // An error event after the 200.
+        let errored = format!(
+            "{CHUNK}data: {{\"error\":{{\"message\":\"overloaded sk-abc\",\"type\":\"server_error\",\"code\":\"internal_error\"}}}}\n\n"
+        );
+        assert_eq!(
+            stream(&errored),
+            Err(LlmError::StreamError(Some("internal_error".into())))
+        );
+        let cut = format!(
+            "{CHUNK}data: {{\"choices\":[{{\"delta\":{{}},\"finish_reason\":\"length\"}}]}}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(stream(&cut), Err(LlmError::Truncated));
+        assert_eq!(
+            stream("data: {not json\n\n"),
+            Err(LlmError::InvalidResponse("a stream event that is not JSON"))
+        );
+        assert_eq!(stream("data: [DONE]\n\n"), Err(LlmError::Empty));
+    }
+
+    #[test]
+    fn only_passing_failures_are_retried() {
+        assert_eq!(
+            LlmError::RateLimited { retry_after: None }.retry_reason(),
+            Some("rate_limited")
+        );
+        assert_eq!(
+            LlmError::ServerError(503).retry_reason(),
+            Some("server_error")
+        );
+        assert_eq!(LlmError::Incomplete.retry_reason(), Some("stream_failed"));
+        assert_eq!(LlmError::Timeout(10).retry_reason(), Some("timeout"));
+        assert_eq!(LlmError::Unauthorized(401).retry_reason(), None);
+        assert_eq!(
+            LlmError::Rejected {
+                status: 400,
+                code: None
+            }
+            .retry_reason(),
+            None
+        );
+        assert_eq!(LlmError::Truncated.retry_reason(), None);
     }
 }

@@ -10,6 +10,7 @@ pub struct Metrics {
     pub jobs: CounterVec,
     pub in_flight: Gauge,
     pub expired: Counter,
+    pub llm_retries: CounterVec,
     pub queue_wait: LatencyHistogram,
     pub llm: LatencyHistogram,
     pub processing: LatencyHistogram,
@@ -34,6 +35,11 @@ impl Metrics {
             expired: Counter::new(
                 "letterbox_jobs_expired_total",
                 "Jobs dropped without an LLM call because their deadline had passed.",
+            ),
+            llm_retries: CounterVec::new(
+                "letterbox_llm_retries_total",
+                "LLM calls tried again, by what went wrong with the one before.",
+                "reason",
             ),
             queue_wait: LatencyHistogram::new(
                 "letterbox_queue_wait_seconds",
@@ -71,6 +77,7 @@ impl Metrics {
         self.jobs.render(&mut out);
         self.in_flight.render(&mut out);
         self.expired.render(&mut out);
+        self.llm_retries.render(&mut out);
         let capacity_gauge = Gauge::new(
             "letterbox_worker_capacity",
             "Jobs this worker runs at once at most.",

@@ -38,6 +38,17 @@ pub struct ConsumerSettings {
     #[arg(long, env = env::LLM_TIMEOUT_MS, default_value_t = 60_000)]
     pub llm_timeout_ms: u64,
 
+    /// Attempts at the LLM per job, the first included: 429, 5xx, timeouts and broken streams
+    /// are tried again with backoff (never past the job's deadline).
+    #[arg(long, env = env::LLM_MAX_ATTEMPTS, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub llm_max_attempts: u32,
+
+    /// The broker's consumer timeout (RabbitMQ's `consumer_timeout`, 30 min by default), in
+    /// milliseconds: a job is given up a minute before it, so its delivery is never taken back
+    /// while a worker still works on it.
+    #[arg(long, env = env::BROKER_ACK_TIMEOUT_MS, default_value_t = 1_800_000, value_parser = clap::value_parser!(u64).range(120_000..))]
+    pub broker_ack_timeout_ms: u64,
+
     /// KV v2 path of the LLM API key in Vault.
     #[arg(long, env = env::LLM_KEY_PATH, default_value = DEFAULT_LLM_KEY_PATH)]
     pub llm_key_path: String,
@@ -81,6 +92,8 @@ impl ConsumerSettings {
             llm_base_url: DEFAULT_LLM_BASE_URL.to_owned(),
             llm_model: DEFAULT_LLM_MODEL.to_owned(),
             llm_timeout_ms: 60_000,
+            llm_max_attempts: 4,
+            broker_ack_timeout_ms: 1_800_000,
             llm_key_path: DEFAULT_LLM_KEY_PATH.to_owned(),
             llm_key_field: "api_key".to_owned(),
             secret_cache_ttl_secs: 300,
@@ -118,6 +131,14 @@ mod tests {
         assert_eq!(
             default("secret_cache_ttl_secs"),
             defaults.secret_cache_ttl_secs.to_string()
+        );
+        assert_eq!(
+            default("llm_max_attempts"),
+            defaults.llm_max_attempts.to_string()
+        );
+        assert_eq!(
+            default("broker_ack_timeout_ms"),
+            defaults.broker_ack_timeout_ms.to_string()
         );
         assert_eq!(
             humantime::parse_duration(&default("secret_max_staleness")).unwrap(),

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use letterbox::backoff::Backoff;
 use letterbox::{FailureCode, Job, JobFailure, Letter, Outcome, Reply};
 use letterbox_rabbitmq::{JobDelivery, Replier, UnreadableJob};
 use letterbox_vault::{KvPath, SecretStore};
@@ -29,7 +30,19 @@ pub struct Worker {
     /// Jobs this worker has answered (reply confirmed), for ten minutes: a redelivery or a
     /// replay of one is acked without a second LLM call.
     pub(crate) answered: moka::future::Cache<Uuid, ()>,
+    /// Attempts at the LLM per job, the first included.
+    pub(crate) max_attempts: u32,
+    /// The longest a job may be worked on after its delivery, in ms (below the broker's consumer
+    /// timeout, after which it would take the delivery back).
+    pub(crate) work_budget_ms: u64,
 }
+
+/// Waits between LLM attempts: full jitter from a quarter second, doubling up to four seconds,
+/// or longer when the provider says so (`Retry-After`).
+const RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
+/// An attempt is not started with less time than this left.
+const MIN_ATTEMPT_MS: u64 = 250;
+const MIN_ATTEMPT: Duration = Duration::from_millis(MIN_ATTEMPT_MS);
 
 /// How long an answered job id is remembered.
 pub const ANSWERED_FOR: Duration = Duration::from_secs(600);
@@ -48,6 +61,7 @@ pub enum Disposition {
 impl Worker {
     pub async fn process(&self, delivery: &JobDelivery, replier: &Replier) -> Disposition {
         let started = Instant::now();
+        let started_ms = letterbox::time::now_ms();
         let _in_flight = self.metrics.in_flight.track();
         let (Some(reply_to), Some(correlation_id)) = (&delivery.reply_to, &delivery.correlation_id)
         else {
@@ -101,7 +115,7 @@ impl Worker {
             return Disposition::Ack;
         }
 
-        let (outcome, llm_time) = self.run(job).await;
+        let (outcome, llm_time) = self.run(job, started_ms).await;
         let label = match &outcome {
             Outcome::Letter(_) => "letter",
             Outcome::Failed(failure) => failure.code.as_str(),
@@ -139,7 +153,7 @@ impl Worker {
     }
 
     /// The letter for `job`, or why there is none; with the provider's time when it was called.
-    async fn run(&self, job: &Job) -> (Outcome, Option<Duration>) {
+    async fn run(&self, job: &Job, started_ms: u64) -> (Outcome, Option<Duration>) {
         let now_us = letterbox::time::now_us();
         let queued = Duration::from_micros(now_us.saturating_sub(job.created_at_us));
         let queued_ms = u64::try_from(queued.as_millis()).unwrap_or(u64::MAX);
@@ -179,43 +193,75 @@ impl Worker {
             }
         };
         let prompt = template.render(job);
-        let remaining =
-            Duration::from_millis(job.deadline_ms.saturating_sub(letterbox::time::now_ms()));
-        let timeout = remaining.min(self.llm_timeout);
         // Room for the requested words in any language, plus the greeting and closing.
         let max_tokens = u32::from(job.options.words()) * 4 + 256;
+        // Never past the job's deadline, and never holding the delivery long enough for the
+        // broker to take it back (its consumer timeout) while this worker still works on it.
+        let budget_end_ms = job
+            .deadline_ms
+            .min(started_ms.saturating_add(self.work_budget_ms));
 
         self.metrics.note_key(&key);
-        let mut result = self
-            .llm
-            .complete(&key.value, &prompt, max_tokens, timeout)
-            .await;
-        if matches!(result, Err(LlmError::Unauthorized(_))) {
-            // The key may have been rotated: read it again, and if Vault holds a newer version,
-            // try once more with it before the deadline. A rotation under load fails no job.
-            self.secrets.invalidate(&self.key_path).await;
-            if let Ok(fresh) = self.secrets.read(&self.key_path).await
-                && fresh.version != key.version
-            {
-                tracing::info!(
-                    version = fresh.version,
-                    "Retrying with a newer LLM key from Vault"
-                );
-                self.metrics.note_key(&fresh);
-                let remaining = Duration::from_millis(
-                    job.deadline_ms.saturating_sub(letterbox::time::now_ms()),
-                );
-                result = self
-                    .llm
-                    .complete(
-                        &fresh.value,
-                        &prompt,
-                        max_tokens,
-                        remaining.min(self.llm_timeout),
-                    )
-                    .await;
+        let mut key = key;
+        let mut key_refreshed = false;
+        let mut attempt: u32 = 0;
+        let result = loop {
+            let remaining =
+                Duration::from_millis(budget_end_ms.saturating_sub(letterbox::time::now_ms()));
+            if remaining < MIN_ATTEMPT {
+                break Err(LlmError::Timeout(0));
             }
-        }
+            let result = self
+                .llm
+                .complete(
+                    &key.value,
+                    &prompt,
+                    max_tokens,
+                    remaining.min(self.llm_timeout),
+                )
+                .await;
+            let error = match result {
+                Ok(completion) => break Ok(completion),
+                Err(error) => error,
+            };
+            if matches!(error, LlmError::Unauthorized(_)) && !key_refreshed {
+                // The key may have been rotated: read it again, and if Vault holds a newer
+                // version, try once more with it. A rotation under load fails no job.
+                key_refreshed = true;
+                self.secrets.invalidate(&self.key_path).await;
+                match self.secrets.read(&self.key_path).await {
+                    Ok(fresh) if fresh.version != key.version => {
+                        tracing::info!(
+                            version = fresh.version,
+                            "Retrying with a newer LLM key from Vault"
+                        );
+                        self.metrics.note_key(&fresh);
+                        key = fresh;
+                        continue;
+                    }
+                    _ => break Err(error),
+                }
+            }
+            let Some(reason) = error.retry_reason() else {
+                break Err(error);
+            };
+            attempt += 1;
+            if attempt >= self.max_attempts {
+                break Err(error);
+            }
+            let wait = RETRY
+                .delay(attempt - 1)
+                .max(error.retry_after().unwrap_or_default());
+            let next_start = letterbox::time::now_ms()
+                .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            if next_start.saturating_add(MIN_ATTEMPT_MS) > budget_end_ms {
+                // No time left for another attempt: say what the provider said.
+                break Err(error);
+            }
+            self.metrics.llm_retries.inc(reason);
+            tracing::info!(job_id = %job.id, attempt, reason, wait_ms = wait.as_millis(), "Retrying the LLM call");
+            tokio::time::sleep(wait).await;
+        };
         match result {
             Ok(completion) => {
                 self.metrics.llm.record(completion.elapsed);

@@ -191,7 +191,7 @@ async fn failing_provider(status: u16) -> crate::helpers::TestApp {
 }
 
 #[tokio::test]
-async fn an_llm_failure_becomes_a_502_with_a_clear_message() {
+async fn an_llm_failure_becomes_a_502_with_a_clear_message_after_every_attempt() {
     let app = failing_provider(500).await;
     let answer = app
         .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
@@ -201,6 +201,71 @@ async fn an_llm_failure_becomes_a_502_with_a_clear_message() {
         answer.body,
         json!({"error": {"code": "llm_failed", "message": "the LLM provider failed (500)"}})
     );
+    // LETTERBOX_LLM_MAX_ATTEMPTS (4): the first call and three retries.
+    assert_eq!(app.stub.request_count(), 4);
+    let (_, metrics) = app.worker_metrics(0).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "letterbox_llm_retries_total{reason=\"server_error\"}"
+        ),
+        Some(3.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_passing_provider_failure_is_retried_and_the_client_gets_its_letter() {
+    let app = spawn_app_with(Options {
+        failure: Some(Failure::Status {
+            status: 503,
+            every: 2,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let answer = app
+        .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body["cover_letter"].as_str().unwrap().len() > 200);
+    // Call 1 failed (503), call 2 wrote the letter.
+    assert_eq!(app.stub.request_count(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_not_retried() {
+    let app = failing_provider(400).await;
+    let answer = app
+        .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
+        .await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert_eq!(answer.body["error"]["code"], "llm_failed");
+    assert_eq!(app.stub.request_count(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_job_waits_as_told_but_never_past_its_deadline() {
+    // Every call is answered 429 with `Retry-After: 1`; the deadline is 3 s. Calls at about 0, 1
+    // and 2 s; a fourth could not finish before the deadline, so it is not started.
+    let app = spawn_app_with(Options {
+        failure: Some(Failure::Status {
+            status: 429,
+            every: 1,
+        }),
+        job_timeout_ms: 3_000,
+        ..Options::default()
+    })
+    .await;
+    let answer = app
+        .post_json(&json!({"resume_text": RESUME, "job_description": job_description()}))
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.body["error"]["code"], "llm_rate_limited");
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    assert_eq!(app.stub.request_count(), 3);
     app.stop().await;
 }
 

@@ -379,6 +379,12 @@ impl TestApp {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// The `/metrics` text of worker `n`.
+    pub async fn worker_metrics(&self, n: usize) -> (u16, String) {
+        self.get_text(&format!("http://{}/metrics", self.consumer_metrics[n]))
+            .await
+    }
+
     /// Starts one more worker in this process with `settings` (see `consumer_settings`).
     pub async fn add_consumer(&mut self, settings: ConsumerSettings) -> anyhow::Result<SocketAddr> {
         let app = ConsumerApp::build(settings, self.shutdown.child_token()).await?;

@@ -60,8 +60,9 @@ async fn canaries_never_reach_logs_metrics_the_broker_or_files() {
     // In-process pieces serve only as the stand-in provider and the test's own tokens; the
     // ingress and the worker below are real processes, logging at debug level.
     let app = spawn_app_with(Options {
+        // A refusal the worker does not retry, so some requests end in a 502.
         failure: Some(Failure::Status {
-            status: 500,
+            status: 400,
             every: 4,
         }),
         ..Options::without_workers()
