@@ -64,6 +64,7 @@ mod tests {
                 company: Some("Example Ltd".into()),
                 hiring_manager: None,
                 role: Some("Backend Engineer".into()),
+                timeout_ms: None,
             },
         }
     }

@@ -84,12 +84,18 @@ pub struct LetterOptions {
     /// The title of the position, when the job description does not make it obvious.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// A shorter deadline for this request than the ingress's own, in milliseconds from its
+    /// arrival. It travels as the job's deadline, not as an option.
+    #[serde(default, skip_serializing)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Bounds on option values.
 pub const MIN_TARGET_WORDS: u16 = 50;
 pub const MAX_TARGET_WORDS: u16 = 1000;
 pub const MAX_NAME_CHARS: usize = 200;
+pub const MIN_TIMEOUT_MS: u64 = 100;
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 impl LetterOptions {
     /// The word count the letter aims for.
@@ -100,6 +106,13 @@ impl LetterOptions {
 
     /// Checks and tidies the options; the error names the offending field, never its value.
     pub fn validate(&mut self) -> Result<(), String> {
+        if let Some(timeout) = self.timeout_ms
+            && !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&timeout)
+        {
+            return Err(format!(
+                "options.timeout_ms must be between {MIN_TIMEOUT_MS} and {MAX_TIMEOUT_MS}"
+            ));
+        }
         if let Some(words) = self.target_words
             && !(MIN_TARGET_WORDS..=MAX_TARGET_WORDS).contains(&words)
         {
@@ -169,6 +182,7 @@ impl fmt::Debug for LetterOptions {
                 &self.hiring_manager.as_ref().map(|_| "<set>"),
             )
             .field("role", &self.role.as_ref().map(|_| "<set>"))
+            .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
 }
@@ -360,6 +374,40 @@ mod tests {
             too_long.validate(),
             Err("options.target_words must be between 50 and 1000".to_owned())
         );
+
+        for (timeout, valid) in [
+            (99, false),
+            (100, true),
+            (3_600_000, true),
+            (3_600_001, false),
+        ] {
+            let mut options = LetterOptions {
+                timeout_ms: Some(timeout),
+                ..Default::default()
+            };
+            assert_eq!(
+                options.validate().is_ok(),
+                valid,
+                "{timeout}: {:?}",
+                options.validate()
+            );
+        }
+    }
+
+    #[test]
+    fn a_requested_timeout_travels_as_the_deadline_not_as_an_option() {
+        let options: LetterOptions = serde_json::from_str(r#"{"timeout_ms": 5000}"#).unwrap();
+        assert_eq!(options.timeout_ms, Some(5000));
+        let job = Job {
+            id: Uuid::nil(),
+            created_at_us: 1,
+            deadline_ms: 2,
+            resume: "r".into(),
+            job_description: "j".into(),
+            options,
+        };
+        let decoded = crate::codec::decode_job(&crate::codec::encode_job(&job).unwrap()).unwrap();
+        assert_eq!(decoded.options.timeout_ms, None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use letterbox::settings::{DEFAULT_TOKENS_PATH, VaultArgs};
+use letterbox::settings::{BrokerSettings, DEFAULT_TOKENS_PATH, VaultArgs};
 use letterbox_vault::tokens::{self, Rate, Role};
 use letterbox_vault::{KvPath, SecretStore, TokensPath, VaultSettings};
 use serde_json::json;
@@ -43,6 +43,27 @@ enum Command {
     /// Secrets Letterbox uses: audit their age, rotate the payload key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The dead-letter queue: list parked jobs (ids, reasons, ages; never contents), replay one,
+    /// purge. Talks to RabbitMQ (AMQP_URL), not to Vault.
+    Dlq {
+        #[command(flatten)]
+        broker: BrokerSettings,
+        #[command(subcommand)]
+        action: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Lists the parked jobs: id, reason, age.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts the parked job ID back on the jobs queue (a worker still checks its deadline).
+    Replay { id: String },
+    /// Deletes every parked job.
+    Purge,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +121,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Dlq { broker, action } = &cli.command {
+        return dead_letters(broker, action).await;
+    }
     let settings =
         VaultSettings::from_args(&cli.vault, Duration::from_secs(1)).map_err(anyhow::Error::msg)?;
     let store = SecretStore::connect(settings).await?;
@@ -251,8 +275,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             eprintln!("Token {id} revoked.");
         }
+        // Handled above, before Vault.
+        Command::Dlq { .. } => {}
     }
     Ok(())
+}
+
+async fn dead_letters(broker: &BrokerSettings, action: &DlqCommand) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use letterbox_rabbitmq::{DeadLetters, Endpoint, Topology};
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let endpoint = Endpoint::from_settings(broker)?;
+    let connection = letterbox_rabbitmq::connect(&endpoint, "letterbox-admin", TIMEOUT)
+        .await
+        .context("could not connect to RabbitMQ at AMQP_URL")?;
+    let topology = Topology::from_settings(broker);
+    let queue = topology.dead_letter_queue();
+    let dead = DeadLetters::open(&connection, topology, TIMEOUT).await?;
+    let result = async {
+        match action {
+            DlqCommand::List { json } => {
+                let parked = dead
+                    .list()
+                    .await
+                    .with_context(|| format!("could not read {queue}"))?;
+                if *json {
+                    println!("{}", serde_json::to_string(&parked)?);
+                } else if parked.is_empty() {
+                    eprintln!("{queue} is empty.");
+                } else {
+                    println!("{:<38} {:<16} AGE", "ID", "REASON");
+                    for job in &parked {
+                        let age = job.age_ms.map_or_else(
+                            || "-".to_owned(),
+                            |ms| {
+                                humantime::format_duration(Duration::from_secs(ms / 1000))
+                                    .to_string()
+                            },
+                        );
+                        println!("{:<38} {:<16} {age}", job.id, job.reason);
+                    }
+                }
+            }
+            DlqCommand::Replay { id } => {
+                if !dead.replay(id).await? {
+                    anyhow::bail!("no parked job with id {id} in {queue}");
+                }
+                eprintln!("Job {id} is back on {}.", broker.jobs_queue);
+            }
+            DlqCommand::Purge => {
+                let purged = dead.purge().await?;
+                eprintln!("Purged {purged} jobs from {queue}.");
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    dead.close().await;
+    let _ = connection.close(200, "done".into()).await;
+    result
 }
 
 fn rfc3339(unix_s: u64) -> String {

@@ -267,6 +267,7 @@ impl ConsumerApp {
             self.health.broker.store(true, Ordering::Release);
             tracing::info!(concurrency = self.concurrency, "Taking jobs");
             let replier = Arc::new(replier);
+            let max_deliveries = self.topology.delivery_limit;
             let ended = loop {
                 let permit = tokio::select! {
                     () = self.shutdown.cancelled() => break None,
@@ -282,7 +283,7 @@ impl ConsumerApp {
                         let replier = Arc::clone(&replier);
                         self.tracker.spawn(async move {
                             let disposition = worker.process(&delivery, &replier).await;
-                            settle(&delivery, disposition).await;
+                            settle(&delivery, disposition, &replier, max_deliveries).await;
                             drop(permit);
                         });
                     }
@@ -319,6 +320,7 @@ impl ConsumerApp {
                 &connections.publish,
                 Arc::clone(&self.sealer),
                 BROKER_TIMEOUT,
+                &self.topology,
             )
             .await?;
             let stream = JobStream::open(

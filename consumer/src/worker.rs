@@ -54,8 +54,8 @@ pub enum Disposition {
     Ack,
     /// Not answered for a passing reason: give it to any worker again.
     Requeue,
-    /// Can never be answered: park it in the dead-letter queue.
-    DeadLetter,
+    /// Can never be answered: park it in the dead-letter queue, with why.
+    DeadLetter(&'static str),
 }
 
 impl Worker {
@@ -66,7 +66,7 @@ impl Worker {
         let (Some(reply_to), Some(correlation_id)) = (&delivery.reply_to, &delivery.correlation_id)
         else {
             tracing::warn!("Dead-lettering a job without reply-to or correlation id");
-            return Disposition::DeadLetter;
+            return Disposition::DeadLetter("no_reply_to");
         };
         let wrapped_key = delivery.wrapped_key.as_deref();
         let job = match &delivery.job {
@@ -95,19 +95,28 @@ impl Worker {
                         .await;
                 }
                 self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
-                return Disposition::DeadLetter;
+                return Disposition::DeadLetter(match error {
+                    UnreadableJob::NotSealed => "not_sealed",
+                    UnreadableJob::Unsealable(_) => "undecryptable",
+                    UnreadableJob::Undecodable(_) => "undecodable",
+                });
             }
         };
 
         let refusal = if self.require_sealed && wrapped_key.is_none() {
-            Some("the job is not sealed; this worker only takes sealed jobs".to_owned())
+            Some((
+                "not_sealed",
+                "the job is not sealed; this worker only takes sealed jobs".to_owned(),
+            ))
         } else {
-            job.check_bounds().err()
+            job.check_bounds()
+                .err()
+                .map(|reason| ("out_of_bounds", reason))
         };
-        if let Some(reason) = refusal {
+        if let Some((code, reason)) = refusal {
             tracing::warn!(job_id = %job.id, %reason, "Dead-lettering a job no ingress could have sent");
             self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
-            return Disposition::DeadLetter;
+            return Disposition::DeadLetter(code);
         }
         if self.answered.contains_key(&job.id) {
             tracing::info!(job_id = %job.id, "Job already answered here; dropping the duplicate");
@@ -310,12 +319,28 @@ fn failed(job_id: Uuid, code: FailureCode, message: &str) -> Reply {
     }
 }
 
-/// Acts on a disposition; the one place a delivery is acked, requeued or dead-lettered.
-pub async fn settle(delivery: &JobDelivery, disposition: Disposition) {
+/// Acts on a disposition; the one place a delivery is acked, requeued or dead-lettered. A job
+/// on its last allowed delivery is parked rather than requeued, so the reason is kept.
+pub async fn settle(
+    delivery: &JobDelivery,
+    disposition: Disposition,
+    replier: &Replier,
+    max_deliveries: u32,
+) {
+    let disposition = match disposition {
+        Disposition::Requeue if delivery.previous_deliveries + 1 >= u64::from(max_deliveries) => {
+            tracing::warn!(
+                deliveries = delivery.previous_deliveries + 1,
+                "Dead-lettering a job delivered as often as allowed"
+            );
+            Disposition::DeadLetter("delivery_limit")
+        }
+        other => other,
+    };
     let result = match disposition {
         Disposition::Ack => delivery.ack().await,
         Disposition::Requeue => delivery.requeue().await,
-        Disposition::DeadLetter => delivery.dead_letter().await,
+        Disposition::DeadLetter(reason) => replier.park(delivery, reason).await,
     };
     if let Err(error) = result {
         // The channel is gone: the broker requeues the delivery by itself.

@@ -341,6 +341,19 @@ async fn handle(
             deadline_ms: timeout_ms,
         })??;
     state.metrics.extraction.record(started.elapsed());
+    // A client may ask for a shorter deadline than the ingress's own, never a longer one.
+    let (deadline, timeout_ms) = match checked.options.timeout_ms {
+        Some(requested) if requested < timeout_ms => (
+            tokio::time::Instant::from_std(started) + Duration::from_millis(requested),
+            requested,
+        ),
+        _ => (deadline, timeout_ms),
+    };
+    if tokio::time::Instant::now() >= deadline {
+        return Err(ApiError::RequestTimeout {
+            deadline_ms: timeout_ms,
+        });
+    }
 
     let created_at_us = letterbox::time::now_us();
     let remaining_ms = u64::try_from(

@@ -37,7 +37,7 @@ struct JsonRequest {
 }
 
 /// The option fields a multipart form may send one by one instead of an `options` JSON field.
-const FLAT_OPTION_FIELDS: [&str; 7] = [
+const FLAT_OPTION_FIELDS: [&str; 8] = [
     "tone",
     "length",
     "target_words",
@@ -45,6 +45,7 @@ const FLAT_OPTION_FIELDS: [&str; 7] = [
     "company",
     "hiring_manager",
     "role",
+    "timeout_ms",
 ];
 
 pub async fn read(request: Request, limits: &DocumentLimits) -> Result<CheckedRequest, ApiError> {
@@ -131,14 +132,14 @@ async fn read_multipart(
                 let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
                     ApiError::bad_request("invalid_option", format!("{name} must be UTF-8 text"))
                 })?;
-                let value = if name == "target_words" {
+                let value = if name == "target_words" || name == "timeout_ms" {
                     text.trim()
                         .parse::<u64>()
                         .map(serde_json::Value::from)
                         .map_err(|_| {
                             ApiError::bad_request(
                                 "invalid_option",
-                                "target_words must be a whole number",
+                                format!("{name} must be a whole number"),
                             )
                         })?
                 } else {

@@ -98,6 +98,8 @@ impl JobStream {
             redelivered: delivery.redelivered,
             previous_deliveries: delivery_count.unwrap_or(0),
             acker: delivery.acker,
+            body: Zeroizing::new(delivery.data),
+            properties: delivery.properties,
         }))
     }
 
@@ -163,7 +165,38 @@ pub struct JobDelivery {
     /// How many times the broker delivered this message before (quorum queues count them).
     pub previous_deliveries: u64,
     acker: Acker,
+    /// The message as it arrived (sealed, normally), for parking it in the dead-letter queue.
+    body: Zeroizing<Vec<u8>>,
+    properties: BasicProperties,
 }
+
+/// The properties of a job message moved to another queue: its ids, reply-to, content type and
+/// timestamp, with `headers`, persistent, and no expiration.
+pub(crate) fn carried(original: &BasicProperties, headers: FieldTable) -> BasicProperties {
+    let mut properties = BasicProperties::default()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    if let Some(value) = original.content_type() {
+        properties = properties.with_content_type(value.clone());
+    }
+    if let Some(value) = original.correlation_id() {
+        properties = properties.with_correlation_id(value.clone());
+    }
+    if let Some(value) = original.message_id() {
+        properties = properties.with_message_id(value.clone());
+    }
+    if let Some(value) = original.reply_to() {
+        properties = properties.with_reply_to(value.clone());
+    }
+    if let Some(value) = original.timestamp() {
+        properties = properties.with_timestamp(*value);
+    }
+    properties
+}
+
+/// Headers a parked job carries: why, and when (ms since the epoch).
+pub const DEAD_REASON_HEADER: &str = "x-letterbox-dead-reason";
+pub const DEAD_AT_HEADER: &str = "x-letterbox-dead-at";
 
 impl JobDelivery {
     pub async fn ack(&self) -> Result<(), BrokerError> {
@@ -179,7 +212,8 @@ impl JobDelivery {
         Ok(())
     }
 
-    /// Sends the job to the dead-letter queue.
+    /// Sends the job to the dead-letter queue through the broker's own dead-lettering (which
+    /// records only "rejected"); `Replier::park` records the reason.
     pub async fn dead_letter(&self) -> Result<(), BrokerError> {
         self.acker
             .reject(BasicRejectOptions { requeue: false })
@@ -193,6 +227,8 @@ impl JobDelivery {
 pub struct Replier {
     publisher: Publisher,
     sealer: Arc<dyn Sealer>,
+    /// Where jobs that can never be answered are parked.
+    dead_letter_queue: String,
 }
 
 impl Replier {
@@ -200,11 +236,47 @@ impl Replier {
         connection: &Connection,
         sealer: Arc<dyn Sealer>,
         timeout: Duration,
+        topology: &Topology,
     ) -> Result<Self, BrokerError> {
         Ok(Self {
             publisher: Publisher::open(connection, timeout).await?,
             sealer,
+            dead_letter_queue: topology.dead_letter_queue(),
         })
+    }
+
+    /// Moves `delivery` to the dead-letter queue with `reason` in a header (body and headers
+    /// otherwise as they came, so still sealed), then acks it. When the broker does not confirm
+    /// the copy, the delivery is dead-lettered by the broker instead: never lost either way.
+    pub async fn park(&self, delivery: &JobDelivery, reason: &str) -> Result<(), BrokerError> {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            DEAD_REASON_HEADER.into(),
+            AMQPValue::LongString(reason.into()),
+        );
+        headers.insert(
+            DEAD_AT_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(letterbox::time::now_ms()).unwrap_or(i64::MAX)),
+        );
+        // A parked job lives by the dead-letter queue's own TTL, not its old expiration.
+        let properties = carried(&delivery.properties, headers);
+        let parked = self
+            .publisher
+            .publish(
+                "",
+                &self.dead_letter_queue,
+                &delivery.body,
+                properties,
+                true,
+            )
+            .await;
+        match parked {
+            Ok(()) => delivery.ack().await,
+            Err(error) => {
+                tracing::warn!(%error, "Could not park a job with its reason; letting the broker dead-letter it");
+                delivery.dead_letter().await
+            }
+        }
     }
 
     pub fn is_open(&self) -> bool {

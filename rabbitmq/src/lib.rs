@@ -10,6 +10,7 @@
 //! - `jobs`: the workers' side, deliveries in and replies out.
 
 mod connection;
+mod dead;
 mod error;
 mod jobs;
 mod link;
@@ -18,8 +19,11 @@ mod replies;
 mod topology;
 
 pub use connection::{Connections, Endpoint, connect};
+pub use dead::{DeadLetter, DeadLetters};
 pub use error::BrokerError;
-pub use jobs::{JobDelivery, JobStream, Replier, UnreadableJob};
+pub use jobs::{
+    DEAD_AT_HEADER, DEAD_REASON_HEADER, JobDelivery, JobStream, Replier, UnreadableJob,
+};
 pub use lapin::Connection;
 pub use link::SubmitLink;
 pub use publisher::Publisher;

@@ -456,3 +456,48 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert_eq!(app.get_text(&format!("{}/healthz", app.base)).await.0, 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_may_shorten_its_deadline_but_not_lengthen_it() {
+    let app = spawn_app_with(Options {
+        latency: std::time::Duration::from_millis(1_500),
+        ..Options::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let answer = app
+        .post_json(&json!({
+            "resume_text": RESUME,
+            "job_description": job_description(),
+            "options": {"timeout_ms": 400},
+        }))
+        .await;
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    let code = answer.body["error"]["code"].as_str().unwrap();
+    assert!(code == "timeout" || code == "llm_timeout", "{code}");
+    // Well before the ingress's own 30 s (and the stub's 1.5 s): the requested 400 ms ruled.
+    assert!(started.elapsed() < std::time::Duration::from_millis(1_400));
+
+    let answer = app
+        .post_json(&json!({
+            "resume_text": RESUME,
+            "job_description": job_description(),
+            "options": {"timeout_ms": 99},
+        }))
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(
+        answer.body["error"]["message"],
+        "options.timeout_ms must be between 100 and 3600000"
+    );
+    // Longer than the ingress's deadline is allowed but changes nothing: the letter comes.
+    let answer = app
+        .post_json(&json!({
+            "resume_text": RESUME,
+            "job_description": job_description(),
+            "options": {"timeout_ms": 3_600_000},
+        }))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    app.stop().await;
+}

@@ -2,6 +2,7 @@
 //! Run them with `script/test`, which starts both.
 
 mod admin;
+mod dead_letters;
 mod api;
 mod auth;
 mod documents;
