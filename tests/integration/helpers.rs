@@ -100,6 +100,8 @@ pub struct Options {
     /// The development setup: no client tokens, and an ingress without Vault credentials.
     pub open: bool,
     pub header_timeout_ms: u64,
+    /// Another broker than the shared one (a private node a test may restart).
+    pub amqp_url: Option<String>,
 }
 
 pub struct Tls {
@@ -130,6 +132,7 @@ impl Default for Options {
             tls: None,
             open: false,
             header_timeout_ms: 10_000,
+            amqp_url: None,
         }
     }
 }
@@ -187,6 +190,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         let mut settings =
             consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
         settings.secret_cache_ttl_secs = options.secret_cache_ttl_secs;
+        if let Some(url) = &options.amqp_url {
+            settings.broker.amqp_url = SecretString::from(url.clone());
+        }
         if options.open {
             settings.tokens.auth = AuthMode::None;
         }
@@ -199,7 +205,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
     let mut settings = ProducerSettings::defaults();
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.broker.amqp_url = SecretString::from(amqp_url());
+    settings.broker.amqp_url =
+        SecretString::from(options.amqp_url.clone().unwrap_or_else(amqp_url));
     settings.broker.jobs_queue = queue.clone();
     settings.job_timeout_ms = options.job_timeout_ms;
     settings.max_upload_bytes = options.max_upload_bytes;

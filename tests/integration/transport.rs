@@ -2,8 +2,7 @@
 //! node with no plaintext listener at all and an OpenBao server whose only listener the processes
 //! are given is TLS. The ingress, a worker and the admin tool are the real binaries.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -13,14 +12,9 @@ use serde_json::{Value, json};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 use crate::helpers::{binary, free_port, job_description};
+use crate::services::{Certificates, PrivateBroker, PrivateVault, scratch_dir, wait_for_port};
 
 /// A CA and a server certificate for `localhost` and 127.0.0.1, written into `dir`.
-struct Certificates {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
 fn certificates(dir: &Path) -> Certificates {
     let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -41,135 +35,6 @@ fn certificates(dir: &Path) -> Certificates {
     std::fs::write(&files.cert, server.pem()).unwrap();
     std::fs::write(&files.key, server_key.serialize_pem()).unwrap();
     files
-}
-
-/// A RabbitMQ node of its own, listening only for AMQPS; stopped and removed on drop.
-struct TlsBroker {
-    node: String,
-    port: u16,
-}
-
-impl TlsBroker {
-    fn start(dir: &Path, certificates: &Certificates) -> Self {
-        let port = free_port();
-        let node = format!("letterbox-tls-{}@localhost", std::process::id());
-        let config = dir.join("rabbitmq.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listeners.tcp = none\n\
-                 listeners.ssl.default = 127.0.0.1:{port}\n\
-                 ssl_options.cacertfile = {}\n\
-                 ssl_options.certfile = {}\n\
-                 ssl_options.keyfile = {}\n\
-                 ssl_options.verify = verify_none\n\
-                 ssl_options.fail_if_no_peer_cert = false\n",
-                certificates.ca.display(),
-                certificates.cert.display(),
-                certificates.key.display(),
-            ),
-        )
-        .unwrap();
-        let plugins = dir.join("enabled_plugins");
-        std::fs::write(&plugins, "[].\n").unwrap();
-        let status = Command::new("rabbitmq-server")
-            .arg("-detached")
-            .env("RABBITMQ_NODENAME", &node)
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
-            .env("RABBITMQ_CONFIG_FILE", &config)
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
-            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", dir.join("log"))
-            .env("RABBITMQ_PID_FILE", dir.join("rabbitmq.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("rabbitmq-server is not installed: run the tests with script/test");
-        assert!(status.success(), "rabbitmq-server -detached failed");
-        Self { node, port }
-    }
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-n", &self.node, "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// An in-memory OpenBao server with a TLS listener beside its development one.
-struct TlsVault {
-    child: Child,
-    port: u16,
-    root_token: String,
-}
-
-impl TlsVault {
-    fn start(dir: &Path, certificates: &Certificates) -> Self {
-        let port = free_port();
-        let config = dir.join("bao.hcl");
-        std::fs::write(
-            &config,
-            format!(
-                "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  cluster_address = \"127.0.0.1:{}\"\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n",
-                free_port(),
-                certificates.cert.display(),
-                certificates.key.display(),
-            ),
-        )
-        .unwrap();
-        let root_token = format!("tls-root-{}", uuid::Uuid::new_v4().simple());
-        let child = Command::new(bao())
-            .arg("server")
-            .arg("-dev")
-            .arg(format!("-dev-root-token-id={root_token}"))
-            .arg(format!("-dev-listen-address=127.0.0.1:{}", free_port()))
-            .arg(format!("-config={}", config.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start bao");
-        Self {
-            child,
-            port,
-            root_token,
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for TlsVault {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `bao` binary `script/bootstrap` installs (or one on the PATH).
-fn bao() -> PathBuf {
-    let installed = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/bao"));
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("bao")
-    }
-}
-
-async fn wait_for_port(port: u16, what: &str) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not start listening on {addr}");
 }
 
 /// Runs a binary to completion with `env` only, giving up after 60 s.
@@ -238,20 +103,15 @@ impl Drop for Running {
 #[tokio::test]
 async fn broker_and_vault_are_reached_over_tls_checked_against_the_configured_ca() {
     letterbox::install_crypto_provider();
-    let dir = std::env::temp_dir().join(format!(
-        "letterbox-transport-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    // The broker runs as its own user: it must be able to write here and read the key.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = scratch_dir("transport");
     let certificates = certificates(&dir);
+    // The broker runs as its own user: it must be able to read the key.
+    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&certificates.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let broker = TlsBroker::start(&dir, &certificates);
-    let vault = TlsVault::start(&dir, &certificates);
-    wait_for_port(vault.port, "the TLS OpenBao server").await;
-    wait_for_port(broker.port, "the TLS RabbitMQ node").await;
+    let broker = PrivateBroker::start(&dir, Some(&certificates));
+    let vault = PrivateVault::start(&dir, Some(&certificates));
+    vault.ready().await;
+    broker.ready().await;
 
     let ca = certificates.ca.display().to_string();
     let root = |with_ca: bool| {
@@ -418,10 +278,7 @@ async fn broker_and_vault_are_reached_over_tls_checked_against_the_configured_ca
     assert_eq!(stub.request_count(), 1);
 
     // Every client connection the node holds is TLS (it has no other listener).
-    let connections = Command::new("rabbitmqctl")
-        .args(["-n", &broker.node, "list_connections", "-q", "ssl"])
-        .output()
-        .unwrap();
+    let connections = broker.ctl(&["list_connections", "-q", "ssl"]);
     let flags = String::from_utf8_lossy(&connections.stdout);
     let flags: Vec<&str> = flags
         .lines()
