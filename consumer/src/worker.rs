@@ -220,14 +220,16 @@ impl Worker {
             if remaining < MIN_ATTEMPT {
                 break Err(LlmError::Timeout(0));
             }
+            // While another attempt may follow, one gets at most half the time left, so a
+            // provider that hangs on one call cannot take the whole deadline from the retry.
+            let share = if attempt + 1 < self.max_attempts {
+                (remaining / 2).max(MIN_ATTEMPT)
+            } else {
+                remaining
+            };
             let result = self
                 .llm
-                .complete(
-                    &key.value,
-                    &prompt,
-                    max_tokens,
-                    remaining.min(self.llm_timeout),
-                )
+                .complete(&key.value, &prompt, max_tokens, share.min(self.llm_timeout))
                 .await;
             let error = match result {
                 Ok(completion) => break Ok(completion),

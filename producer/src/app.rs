@@ -350,7 +350,7 @@ async fn handle(
         _ => (deadline, timeout_ms),
     };
     if tokio::time::Instant::now() >= deadline {
-        return Err(ApiError::RequestTimeout {
+        return Err(ApiError::DeadlineExceeded {
             deadline_ms: timeout_ms,
         });
     }
