@@ -325,6 +325,9 @@ pub enum FailureCode {
     SecretUnavailable,
     /// The job could not be read by the worker.
     InvalidJob,
+    /// The job was delivered as often as allowed without being finished (workers died on it):
+    /// it is parked in the dead-letter queue for an operator instead of being tried again.
+    DeliveryLimit,
 }
 
 impl FailureCode {
@@ -336,6 +339,7 @@ impl FailureCode {
             Self::Expired => "expired",
             Self::SecretUnavailable => "secret_unavailable",
             Self::InvalidJob => "invalid_job",
+            Self::DeliveryLimit => "delivery_limit",
         }
     }
 }

@@ -152,6 +152,7 @@ impl ConsumerApp {
             llm_timeout: Duration::from_millis(settings.llm_timeout_ms),
             require_sealed: settings.tokens.auth == letterbox_vault::auth::AuthMode::Tokens,
             max_attempts: settings.llm_max_attempts,
+            max_deliveries: settings.broker.max_deliveries,
             work_budget_ms: settings.broker_ack_timeout_ms.saturating_sub(60_000),
             answered: moka::future::Cache::builder()
                 .max_capacity(100_000)

@@ -32,6 +32,8 @@ pub struct Worker {
     pub(crate) answered: moka::future::Cache<Uuid, ()>,
     /// Attempts at the LLM per job, the first included.
     pub(crate) max_attempts: u32,
+    /// Deliveries of one job before it is parked (`LETTERBOX_MAX_DELIVERIES`).
+    pub(crate) max_deliveries: u32,
     /// The longest a job may be worked on after its delivery, in ms (below the broker's consumer
     /// timeout, after which it would take the delivery back).
     pub(crate) work_budget_ms: u64,
@@ -122,6 +124,22 @@ impl Worker {
             tracing::info!(job_id = %job.id, "Job already answered here; dropping the duplicate");
             self.metrics.jobs.inc("duplicate");
             return Disposition::Ack;
+        }
+        // Workers died on this job before (it was delivered and never finished): rather than let
+        // it take down another one, tell the client and park it for an operator.
+        let deliveries = delivery.previous_deliveries + 1;
+        if delivery.previous_deliveries > 0 && deliveries >= u64::from(self.max_deliveries) {
+            tracing::warn!(job_id = %job.id, deliveries, "Parking a job delivered as often as allowed");
+            let reply = failed(
+                job.id,
+                FailureCode::DeliveryLimit,
+                "the job was delivered to workers as often as allowed without being finished; it is kept for an operator",
+            );
+            let _ = replier
+                .send(reply_to, correlation_id, wrapped_key, &reply)
+                .await;
+            self.metrics.jobs.inc(FailureCode::DeliveryLimit.as_str());
+            return Disposition::DeadLetter("delivery_limit");
         }
 
         let (outcome, llm_time) = self.run(job, started_ms).await;

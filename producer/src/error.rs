@@ -95,7 +95,9 @@ impl ApiError {
                 FailureCode::LlmRateLimited => StatusCode::SERVICE_UNAVAILABLE,
                 FailureCode::LlmTimeout | FailureCode::Expired => StatusCode::GATEWAY_TIMEOUT,
                 FailureCode::SecretUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-                FailureCode::InvalidJob => StatusCode::INTERNAL_SERVER_ERROR,
+                FailureCode::InvalidJob | FailureCode::DeliveryLimit => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
             Self::ReplyLost => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,

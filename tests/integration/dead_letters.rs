@@ -124,3 +124,94 @@ async fn a_forged_job_is_parked_with_its_reason_and_the_admin_tool_lists_replays
     let _ = connection.close(200, "done".into()).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_workers_keep_dying_on_is_parked_and_its_client_told() {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    // A development setup (no tokens, unsealed jobs), so the test can publish a job itself.
+    let app = spawn_app_with(Options {
+        open: true,
+        ..Options::default()
+    })
+    .await;
+    let connection = letterbox_rabbitmq::connect(
+        &letterbox_rabbitmq::Endpoint::new(secrecy::SecretString::from(amqp_url())),
+        "letterbox-tests redeliveries",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let replies = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            replies.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4();
+    let job = letterbox::Job {
+        id,
+        created_at_us: letterbox::time::now_us(),
+        deadline_ms: letterbox::time::now_ms() + 30_000,
+        resume: "Ada Quinlan\nBackend engineer: Rust services on RabbitMQ and PostgreSQL".into(),
+        job_description: crate::helpers::job_description(),
+        options: letterbox::LetterOptions::default(),
+    };
+    // As it arrives after two workers died holding it: the queue counts deliveries this way.
+    let mut headers = FieldTable::default();
+    headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(2));
+    channel
+        .basic_publish(
+            "".into(),
+            app.queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &letterbox::codec::encode_job(&job).unwrap(),
+            BasicProperties::default()
+                .with_headers(headers)
+                .with_correlation_id(id.to_string().as_str().into())
+                .with_reply_to(replies.name().as_str().into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("no reply")
+        .unwrap()
+        .unwrap();
+    let reply = letterbox::codec::decode_reply(&delivery.data).unwrap();
+    assert_eq!(reply.job_id, id);
+    let letterbox::Outcome::Failed(failure) = reply.outcome else {
+        panic!("a letter was written for a job past its delivery limit");
+    };
+    assert_eq!(failure.code, letterbox::FailureCode::DeliveryLimit);
+    let listed = parked(&app.queue, 1).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], id.to_string().as_str());
+    assert_eq!(listed[0]["reason"], "delivery_limit");
+    assert_eq!(app.stub.request_count(), 0);
+    let _ = channel.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
+    app.stop().await;
+}
