@@ -5,6 +5,9 @@
 //!   in-process; the demo runs it as the `letterbox-stub-llm` binary.
 //! - [`pdf`]: a minimal text-only PDF writer, used by `letterbox-examples` to turn
 //!   `examples/resume.md` into `examples/resume.pdf` so the upload path has a real PDF to extract.
+//! - [`faults`]: the fault-injection suite behind `letterbox-faults`: the real binaries under
+//!   load on a broker and a Vault of their own, one fault at a time.
 
+pub mod faults;
 pub mod pdf;
 pub mod stub;

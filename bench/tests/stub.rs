@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 
-use letterbox_bench::stub::{self, Failure, RecordedRequest, StubConfig, StubHandle};
+use letterbox_bench::stub::{
+    self, CUT_AFTER_CHUNKS, Failure, RecordedRequest, RetryAfter, StubConfig, StubHandle, letter,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-stub-test-key";
@@ -320,4 +322,289 @@ async fn health_and_models_answer_and_unknown_routes_get_openai_errors() -> anyh
     assert_eq!(stub.request_count(), 0);
     stub.shutdown().await;
     Ok(())
+}
+
+async fn start_failing(failure: Failure) -> anyhow::Result<StubHandle> {
+    let mut config = StubConfig::new(KEY);
+    config.failure = Some(failure);
+    start(config).await
+}
+
+/// The `data` of every event of an SSE body, in order.
+fn events(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect()
+}
+
+/// The letter's first chunks, as a broken answer sends them.
+fn cut_letter() -> Vec<&'static str> {
+    letter::chunks(LETTER)[..CUT_AFTER_CHUNKS].to_vec()
+}
+
+#[tokio::test]
+async fn rate_limit_in_seconds_sends_retry_after_and_no_milliseconds() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::RateLimited {
+        every: 1,
+        retry_after: RetryAfter::Seconds(3),
+    })
+    .await?;
+
+    let response = post(&stub, KEY, &request(false)).await?;
+
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "3");
+    assert!(response.headers().get("retry-after-ms").is_none());
+    let body: Value = response.json().await?;
+    assert_eq!(
+        body,
+        json!({ "error": {
+            "message": "Rate limit reached for requests. Please try again in 3s.",
+            "type": "rate_limit_exceeded",
+            "param": null,
+            "code": "rate_limit_exceeded",
+        }})
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_as_an_http_date_points_the_given_seconds_ahead() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::RateLimited {
+        every: 1,
+        retry_after: RetryAfter::HttpDate(30),
+    })
+    .await?;
+
+    let before = std::time::SystemTime::now();
+    let response = post(&stub, KEY, &request(false)).await?;
+    let after = std::time::SystemTime::now();
+
+    assert_eq!(response.status(), 429);
+    let date = response.headers()["retry-after"].to_str()?.to_owned();
+    assert!(date.ends_with(" GMT"), "{date}");
+    let at = httpdate::parse_http_date(&date)?;
+    // An HTTP date counts whole seconds: the date is 30 s after the answer, rounded down.
+    let earliest = before + std::time::Duration::from_secs(29);
+    let latest = after + std::time::Duration::from_secs(30);
+    assert!(earliest <= at && at <= latest, "{date}");
+    assert!(response.headers().get("retry-after-ms").is_none());
+    let body: Value = response.json().await?;
+    assert_eq!(
+        body["error"]["message"],
+        "Rate limit reached for requests. Please try again in 30s."
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_in_milliseconds_sends_only_retry_after_ms() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::RateLimited {
+        every: 1,
+        retry_after: RetryAfter::Millis(1500),
+    })
+    .await?;
+
+    let response = post(&stub, KEY, &request(false)).await?;
+
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after-ms"], "1500");
+    assert!(response.headers().get("retry-after").is_none());
+    let body: Value = response.json().await?;
+    assert_eq!(
+        body["error"]["message"],
+        "Rate limit reached for requests. Please try again in 1500ms."
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_without_a_hint_sends_neither_header() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::RateLimited {
+        every: 2,
+        retry_after: RetryAfter::None,
+    })
+    .await?;
+
+    let limited = post(&stub, KEY, &request(false)).await?;
+    let headers = limited.headers().clone();
+    let body: Value = limited.json().await?;
+    let next = post(&stub, KEY, &request(false)).await?.status();
+
+    assert!(headers.get("retry-after").is_none());
+    assert!(headers.get("retry-after-ms").is_none());
+    assert_eq!(
+        body["error"]["message"],
+        "Rate limit reached for requests. Please try again later."
+    );
+    assert_eq!(next, 200);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hung_call_is_never_answered_and_the_next_one_is() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::Hang { every: 2 }).await?;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()?;
+
+    let hung = impatient
+        .post(format!("{}/chat/completions", stub.base_url))
+        .bearer_auth(KEY)
+        .json(&request(false))
+        .send()
+        .await;
+    let answered = post(&stub, KEY, &request(false)).await?;
+
+    assert!(
+        hung.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "{hung:?}"
+    );
+    assert_eq!(answered.status(), 200);
+    assert_eq!(stub.request_count(), 2);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutting_down_closes_a_hung_call_without_an_answer() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::Hang { every: 1 }).await?;
+    let url = format!("{}/chat/completions", stub.base_url);
+    let waiting = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(KEY)
+            .json(&request(false))
+            .send()
+            .await
+    });
+    while stub.request_count() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    stub.shutdown().await;
+    let outcome = waiting.await?;
+
+    let error = outcome.err().map(|error| error.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("error sending request")),
+        "{error:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cut_stream_sends_the_first_chunks_then_ends_without_finish_or_done() -> anyhow::Result<()>
+{
+    let stub = start_failing(Failure::CutStream { every: 1 }).await?;
+
+    let response = post(&stub, KEY, &request(true)).await?;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await?;
+    let chunks: Vec<Value> = events(&text)
+        .iter()
+        .map(|data| serde_json::from_str(data))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(chunks.len(), 1 + CUT_AFTER_CHUNKS);
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({ "role": "assistant", "content": "" })
+    );
+    let contents: Vec<&str> = chunks[1..]
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(contents, cut_letter());
+    assert!(
+        chunks
+            .iter()
+            .all(|chunk| chunk["choices"][0]["finish_reason"].is_null())
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cut_plain_answer_is_a_200_whose_json_ends_inside_the_letter() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::CutStream { every: 1 }).await?;
+
+    let response = post(&stub, KEY, &request(false)).await?;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.text().await?;
+    let prefix: String = cut_letter().concat();
+    let escaped = serde_json::to_string(&prefix)?;
+    let expected = format!(
+        "{{\"choices\":[{{\"finish_reason\":\"stop\",\"index\":0,\"message\":{{\"content\":{}",
+        &escaped[..escaped.len() - 1]
+    );
+    assert_eq!(body, expected);
+    assert_eq!(
+        body,
+        "{\"choices\":[{\"finish_reason\":\"stop\",\"index\":0,\"message\":{\"content\":\"Dear Jane Roe,\\n\\nI am "
+    );
+    assert!(serde_json::from_str::<Value>(&body).is_err());
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_error_event_follows_the_first_chunks_and_ends_the_stream() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::ErrorEvent { every: 1 }).await?;
+
+    let response = post(&stub, KEY, &request(true)).await?;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await?;
+    let data = events(&text);
+    assert_eq!(data.len(), 1 + CUT_AFTER_CHUNKS + 1);
+    let contents: Vec<String> = data[1..=CUT_AFTER_CHUNKS]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d))
+        .map(|chunk| {
+            Ok(chunk?["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned())
+        })
+        .collect::<Result<_, serde_json::Error>>()?;
+    assert_eq!(contents, cut_letter());
+    let error: Value = serde_json::from_str(data[data.len() - 1])?;
+    assert_eq!(error, stream_error());
+    assert!(!text.contains("[DONE]"));
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_error_event_on_a_plain_answer_is_a_200_with_an_error_body() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::ErrorEvent { every: 1 }).await?;
+
+    let response = post(&stub, KEY, &request(false)).await?;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await?;
+    assert_eq!(body, stream_error());
+    stub.shutdown().await;
+    Ok(())
+}
+
+fn stream_error() -> Value {
+    json!({ "error": {
+        "message": "The server had an error while processing your request. Sorry about that!",
+        "type": "server_error",
+        "param": null,
+        "code": "internal_error",
+    }})
 }

@@ -2,15 +2,17 @@
 //! Run them with `script/test`, which starts both.
 
 mod admin;
-mod dead_letters;
 mod api;
 mod auth;
+mod dead_letters;
 mod documents;
 mod helpers;
 mod hostile;
+mod mutations;
 mod outages;
 mod payloads;
 mod privacy;
+mod provider_faults;
 mod secrets;
 mod services;
 mod tls;

@@ -7,8 +7,8 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
-use letterbox_bench::stub::{self, Failure, Latency, StubConfig, env};
+use clap::{Parser, ValueEnum};
+use letterbox_bench::stub::{self, Failure, Latency, RetryAfter, StubConfig, env};
 
 /// An OpenAI-compatible chat-completions server that writes cover letters from the prompt.
 #[derive(Parser)]
@@ -33,15 +33,36 @@ struct Args {
     #[arg(long, env = env::MODEL, default_value = stub::DEFAULT_MODEL)]
     model: String,
     /// HTTP status (400-599) to answer instead of a letter on failing calls.
-    #[arg(long, env = env::FAIL_STATUS)]
+    #[arg(long, env = env::FAIL_STATUS, group = "failure")]
     fail_status: Option<u16>,
+    /// A failure other than an error status, on failing calls.
+    #[arg(long, env = env::FAIL, value_enum, group = "failure")]
+    fail: Option<FailMode>,
     /// Fail the first call and every N-th after it (1: every call).
-    #[arg(long, env = env::FAIL_EVERY, default_value_t = 1, requires = "fail_status")]
+    #[arg(long, env = env::FAIL_EVERY, default_value_t = 1, requires = "failure")]
     fail_every: u32,
+    /// With --fail rate-limited: the hint sent, 1s (Retry-After: 1), date+2s (Retry-After as an
+    /// HTTP date 2 s ahead), 1500ms (retry-after-ms: 1500) or none.
+    #[arg(long, env = env::RETRY_AFTER, default_value = "1s", requires = "fail")]
+    retry_after: RetryAfter,
+}
+
+/// The failures `--fail` names; see `letterbox_bench::stub::Failure`.
+#[derive(Clone, Copy, ValueEnum)]
+enum FailMode {
+    /// 429 with the --retry-after hint.
+    RateLimited,
+    /// Never answer.
+    Hang,
+    /// 200, then a stream (or JSON body) that stops inside the letter.
+    CutStream,
+    /// 200, then an error event (or an error body).
+    ErrorEvent,
 }
 
 impl Args {
     fn config(self) -> StubConfig {
+        let failure = self.failure();
         let latency = match self.latency_median_ms {
             Some(median) => Latency::LogNormal {
                 median: Duration::from_millis(median),
@@ -53,11 +74,24 @@ impl Args {
             key: self.key,
             latency,
             model: self.model,
-            failure: self.fail_status.map(|status| Failure::Status {
-                status,
-                every: self.fail_every,
-            }),
+            failure,
         }
+    }
+
+    fn failure(&self) -> Option<Failure> {
+        let every = self.fail_every;
+        if let Some(status) = self.fail_status {
+            return Some(Failure::Status { status, every });
+        }
+        Some(match self.fail? {
+            FailMode::RateLimited => Failure::RateLimited {
+                every,
+                retry_after: self.retry_after,
+            },
+            FailMode::Hang => Failure::Hang { every },
+            FailMode::CutStream => Failure::CutStream { every },
+            FailMode::ErrorEvent => Failure::ErrorEvent { every },
+        })
     }
 }
 

@@ -4,7 +4,9 @@
 //! configurable latency, and answers with a cover letter assembled from the prompt (see
 //! [`letter`]), so tests can assert both on what reached the "LLM" ([`StubHandle::requests`]) and
 //! on what came back. Failures are injected deterministically: with `every = n`, the first call and
-//! every n-th after it fail, so a test knows which attempt a retry will see succeed.
+//! every n-th after it fail, so a test knows which attempt a retry will see succeed. Besides error
+//! statuses, the stub fails the ways providers do mid-answer: a rate limit with each form of
+//! `Retry-After`, a call that is never answered, a stream cut short, an error event after a 200.
 //!
 //! - `mod.rs`: configuration, [`spawn`] and the handle tests hold.
 //! - `server.rs`: the routes, the recorder and the streaming response.
@@ -38,6 +40,8 @@ pub mod env {
     pub const MODEL: &str = "STUB_LLM_MODEL";
     pub const FAIL_STATUS: &str = "STUB_LLM_FAIL_STATUS";
     pub const FAIL_EVERY: &str = "STUB_LLM_FAIL_EVERY";
+    pub const FAIL: &str = "STUB_LLM_FAIL";
+    pub const RETRY_AFTER: &str = "STUB_LLM_RETRY_AFTER";
 }
 
 /// What the stub accepts and how it behaves.
@@ -119,27 +123,105 @@ impl Latency {
     }
 }
 
-/// A failure the stub answers instead of a letter.
+/// A failure the stub answers instead of a letter, on calls 1, 1 + every, 1 + 2·every, …
+/// (`every = 1` fails every call), counted from the start or from the last
+/// [`StubHandle::set_failure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Answer `status` (400–599) with an OpenAI-style error body on calls 1, 1 + every,
-    /// 1 + 2·every, …; `every = 1` fails every call. 429, 503 and 529 carry `Retry-After: 1`.
-    /// Failures are answered at once, without the latency, as providers answer rate limits.
+    /// Answer `status` (400–599) with an OpenAI-style error body. 429, 503 and 529 carry
+    /// `Retry-After: 1`. Answered at once, without the latency, as providers answer rate limits.
     Status { status: u16, every: u32 },
+    /// Answer 429 `rate_limit_exceeded` at once, telling the client when to come back in one of
+    /// the forms providers use (see [`RetryAfter`]).
+    RateLimited { every: u32, retry_after: RetryAfter },
+    /// Take the request and never answer: the connection stays open until the client gives up
+    /// or the stub shuts down (which closes it without a response).
+    Hang { every: u32 },
+    /// Status 200, then the answer stops short, paced by the latency: a stream sends its role
+    /// chunk and [`CUT_AFTER_CHUNKS`] content chunks and ends, with no `finish_reason` and no
+    /// `data: [DONE]`; a plain answer's JSON body ends inside the letter.
+    CutStream { every: u32 },
+    /// Status 200, then an error, paced by the latency: a stream sends its role chunk and
+    /// [`CUT_AFTER_CHUNKS`] content chunks, then `data: {"error": {…, "type": "server_error",
+    /// "code": "internal_error"}}` and ends (as OpenAI reports a failure mid-stream); a plain
+    /// answer's body is that error object.
+    ErrorEvent { every: u32 },
 }
 
+/// How many content chunks a [`Failure::CutStream`] or [`Failure::ErrorEvent`] stream sends.
+pub const CUT_AFTER_CHUNKS: usize = 5;
+
 impl Failure {
-    fn validate(&self) -> anyhow::Result<()> {
+    /// The share of calls that fail: one in `every`.
+    pub fn every(&self) -> u32 {
         match *self {
-            Self::Status { status, every } => {
-                if !(400..=599).contains(&status) {
-                    anyhow::bail!("an injected failure status must be 400-599, got {status}");
-                }
-                if every == 0 {
-                    anyhow::bail!("an injected failure needs every >= 1 (1 fails every call)");
-                }
-                Ok(())
-            }
+            Self::Status { every, .. }
+            | Self::RateLimited { every, .. }
+            | Self::Hang { every }
+            | Self::CutStream { every }
+            | Self::ErrorEvent { every } => every,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Self::Status { status, .. } = *self
+            && !(400..=599).contains(&status)
+        {
+            anyhow::bail!("an injected failure status must be 400-599, got {status}");
+        }
+        if self.every() == 0 {
+            anyhow::bail!("an injected failure needs every >= 1 (1 fails every call)");
+        }
+        Ok(())
+    }
+}
+
+/// When a rate-limited client may come back, in the forms providers send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: N` (seconds).
+    Seconds(u32),
+    /// `Retry-After: <IMF-fixdate N seconds from now>`, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+    HttpDate(u32),
+    /// `retry-after-ms: N` (OpenAI's), and no `Retry-After`.
+    Millis(u32),
+    /// No hint at all.
+    None,
+}
+
+/// `1s` (or `1`), `1500ms`, `date+2s`, `none`: the forms `--retry-after` takes.
+impl std::str::FromStr for RetryAfter {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid =
+            || format!("invalid Retry-After {text:?}: expected e.g. 1s, 1500ms, date+2s or none");
+        let text = text.trim();
+        if text == "none" {
+            return Ok(Self::None);
+        }
+        let number = |digits: &str| digits.parse::<u32>().map_err(|_| invalid());
+        if let Some(seconds) = text.strip_prefix("date+") {
+            return Ok(Self::HttpDate(number(
+                seconds.strip_suffix('s').unwrap_or(seconds),
+            )?));
+        }
+        if let Some(millis) = text.strip_suffix("ms") {
+            return Ok(Self::Millis(number(millis)?));
+        }
+        Ok(Self::Seconds(number(
+            text.strip_suffix('s').unwrap_or(text),
+        )?))
+    }
+}
+
+impl std::fmt::Display for RetryAfter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Seconds(seconds) => write!(f, "{seconds}s"),
+            Self::HttpDate(seconds) => write!(f, "date+{seconds}s"),
+            Self::Millis(millis) => write!(f, "{millis}ms"),
+            Self::None => f.write_str("none"),
         }
     }
 }
@@ -209,7 +291,9 @@ pub async fn spawn(config: StubConfig, addr: SocketAddr) -> anyhow::Result<StubH
     let addr = listener
         .local_addr()
         .context("could not read the stub LLM's address")?;
-    let stop = CancellationToken::new();
+    // One token stops the server and releases the calls a `Hang` holds, which would otherwise
+    // keep the graceful shutdown waiting for answers that never come.
+    let stop = state.stop_token();
     let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     let server = tokio::spawn(async move { serve.await });
     Ok(StubHandle {
@@ -255,6 +339,45 @@ mod tests {
             every: 2,
         });
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn every_failure_needs_every_of_at_least_one() {
+        let kinds = [
+            Failure::RateLimited {
+                every: 0,
+                retry_after: RetryAfter::None,
+            },
+            Failure::Hang { every: 0 },
+            Failure::CutStream { every: 0 },
+            Failure::ErrorEvent { every: 0 },
+        ];
+        for kind in kinds {
+            let mut config = StubConfig::new("k");
+            config.failure = Some(kind);
+            assert!(config.validate().is_err(), "{kind:?}");
+        }
+        let mut config = StubConfig::new("k");
+        config.failure = Some(Failure::Hang { every: 1 });
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn retry_after_reads_and_writes_its_command_line_forms() {
+        let forms = [
+            ("1s", RetryAfter::Seconds(1)),
+            ("date+2s", RetryAfter::HttpDate(2)),
+            ("1500ms", RetryAfter::Millis(1500)),
+            ("none", RetryAfter::None),
+        ];
+        for (text, value) in forms {
+            assert_eq!(text.parse::<RetryAfter>(), Ok(value));
+            assert_eq!(value.to_string(), text);
+        }
+        assert_eq!("3".parse::<RetryAfter>(), Ok(RetryAfter::Seconds(3)));
+        assert_eq!("date+2".parse::<RetryAfter>(), Ok(RetryAfter::HttpDate(2)));
+        assert!("soon".parse::<RetryAfter>().is_err());
+        assert!("-1s".parse::<RetryAfter>().is_err());
     }
 
     #[test]

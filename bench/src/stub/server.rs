@@ -4,6 +4,9 @@
 //! Checks run in the provider's order: key, then body, then the injected failure, then the
 //! latency. Every request is recorded before any check can turn it away, because tests assert on
 //! what was *sent*, including what a real provider would have refused.
+//!
+//! Failures that strike after a 200 (a cut stream, an error event) reuse the letter's own chunks
+//! and pacing, so a client sees exactly the start of the answer it would have had.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -12,18 +15,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::letter;
-use super::{Failure, Latency, StubConfig};
+use super::{CUT_AFTER_CHUNKS, Failure, Latency, RetryAfter, StubConfig};
 
 /// How many requests the recorder keeps; a load test must not grow the stub without bound.
 const RECORD_LIMIT: usize = 1_000;
@@ -64,6 +68,8 @@ struct Inner {
     completions: AtomicU64,
     /// Jitter only needs to look random; a clock-seeded xorshift avoids a dependency.
     rng: Mutex<XorShift>,
+    /// Cancelled when the stub stops; releases the calls a `Hang` holds.
+    stop: CancellationToken,
 }
 
 impl StubState {
@@ -79,6 +85,7 @@ impl StubState {
                 recorded: Mutex::new(VecDeque::with_capacity(64)),
                 completions: AtomicU64::new(0),
                 rng: Mutex::new(XorShift::from_clock()),
+                stop: CancellationToken::new(),
             }),
         }
     }
@@ -109,6 +116,12 @@ impl StubState {
         Ok(())
     }
 
+    /// The token that stops a server of this state: [`super::spawn`] shuts down on it, and calls
+    /// held by a `Hang` end with it (their connections close without an answer).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.inner.stop.clone()
+    }
+
     fn record(&self, request: RecordedRequest) {
         let mut recorded = lock(&self.inner.recorded);
         if recorded.len() == RECORD_LIMIT {
@@ -118,14 +131,12 @@ impl StubState {
         self.inner.received.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The status to fail this call with, if it is one of the failing calls.
-    fn injected_failure(&self) -> Option<StatusCode> {
-        let failure = lock(&self.inner.failure);
-        let Failure::Status { status, every } = (*failure)?;
+    /// The failure this call answers, if it is one of the failing calls.
+    fn injected_failure(&self) -> Option<Failure> {
+        let failure = (*lock(&self.inner.failure))?;
         let call = self.inner.calls.fetch_add(1, Ordering::SeqCst);
-        call.is_multiple_of(u64::from(every.max(1)))
-            .then(|| StatusCode::from_u16(status).ok())
-            .flatten()
+        call.is_multiple_of(u64::from(failure.every().max(1)))
+            .then_some(failure)
     }
 
     fn latency(&self) -> Duration {
@@ -277,14 +288,60 @@ async fn chat_completions(
     if let Some(problem) = invalid(&request) {
         return api_error(StatusCode::BAD_REQUEST, problem, None);
     }
-    if let Some(status) = state.injected_failure() {
-        tracing::debug!(status = status.as_u16(), "Answered an injected failure");
-        return injected_error(status);
+    let failure = state.injected_failure();
+    match failure {
+        Some(Failure::Status { status, .. }) => {
+            // Validated to be 400-599 when the failure was set.
+            if let Ok(status) = StatusCode::from_u16(status) {
+                tracing::debug!(status = status.as_u16(), "Answered an injected failure");
+                return injected_error(status);
+            }
+        }
+        Some(Failure::RateLimited { retry_after, .. }) => {
+            tracing::debug!(%retry_after, "Answered an injected rate limit");
+            return rate_limited(retry_after, SystemTime::now());
+        }
+        Some(Failure::Hang { .. }) => {
+            tracing::debug!("Holding a call without answering");
+            state.inner.stop.cancelled().await;
+            return closed_without_answer();
+        }
+        Some(Failure::CutStream { .. } | Failure::ErrorEvent { .. }) | None => {}
     }
 
     let latency = state.latency();
     let answer = Answer::new(&state, &request);
-    if request.stream.unwrap_or(false) {
+    let stream = request.stream.unwrap_or(false);
+    match (failure, stream) {
+        (Some(Failure::CutStream { .. }), true) => {
+            tracing::debug!(latency_ms = latency.as_millis(), "Streaming a cut answer");
+            return answer.broken_stream(latency, None).into_response();
+        }
+        (Some(Failure::ErrorEvent { .. }), true) => {
+            tracing::debug!(latency_ms = latency.as_millis(), "Streaming an error event");
+            return answer
+                .broken_stream(latency, Some(stream_error()))
+                .into_response();
+        }
+        (Some(Failure::CutStream { .. }), false) => {
+            tokio::time::sleep(latency).await;
+            tracing::debug!(
+                latency_ms = latency.as_millis(),
+                "Answered a truncated body"
+            );
+            return json_text(answer.truncated_completion());
+        }
+        (Some(Failure::ErrorEvent { .. }), false) => {
+            tokio::time::sleep(latency).await;
+            tracing::debug!(
+                latency_ms = latency.as_millis(),
+                "Answered an error with 200"
+            );
+            return json_text(stream_error().to_string());
+        }
+        _ => {}
+    }
+    if stream {
         let include_usage = request
             .stream_options
             .as_ref()
@@ -363,6 +420,10 @@ impl Answer {
     }
 
     fn completion(&self) -> Value {
+        self.completion_of(&self.content)
+    }
+
+    fn completion_of(&self, content: &str) -> Value {
         json!({
             "id": self.id,
             "object": "chat.completion",
@@ -370,11 +431,44 @@ impl Answer {
             "model": self.model,
             "choices": [{
                 "index": 0,
-                "message": { "role": "assistant", "content": self.content },
+                "message": { "role": "assistant", "content": content },
                 "finish_reason": self.finish_reason,
             }],
             "usage": self.usage(),
         })
+    }
+
+    /// The body of a plain answer cut inside the letter: the JSON of a completion up to the end
+    /// of its first [`CUT_AFTER_CHUNKS`] chunks, with nothing closed.
+    fn truncated_completion(&self) -> String {
+        let prefix = cut_prefix(&self.content);
+        let full = self.completion_of(&prefix).to_string();
+        // The escaped prefix without its closing quote: the string is left open.
+        let marker = format!("\"content\":{}", json!(prefix));
+        let marker = &marker[..marker.len() - 1];
+        match full.find(marker) {
+            Some(start) => full[..start + marker.len()].to_owned(),
+            // Unreachable in practice; half the text, cut at a character.
+            None => full.chars().take(full.chars().count() / 2).collect(),
+        }
+    }
+
+    /// The start of a stream that goes wrong: the role chunk and the first
+    /// [`CUT_AFTER_CHUNKS`] content chunks at the times a whole stream would send them, then
+    /// `error` as a last event when given, then the end of the body: no `finish_reason`, no
+    /// `[DONE]`.
+    fn broken_stream(
+        self,
+        latency: Duration,
+        error: Option<Value>,
+    ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+        let mut plan = self.plan(latency, false);
+        plan.truncate(1 + cut_chunks(&self.content));
+        if let Some(error) = error {
+            let due = plan.last().map_or(Duration::ZERO, |(due, _)| *due);
+            plan.push((due, error.to_string()));
+        }
+        paced(plan)
     }
 
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> String {
@@ -395,6 +489,11 @@ impl Answer {
         latency: Duration,
         include_usage: bool,
     ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+        paced(self.plan(latency, include_usage))
+    }
+
+    /// Every event of the stream with the time it is due, from the start of the answer.
+    fn plan(&self, latency: Duration, include_usage: bool) -> Vec<(Duration, String)> {
         let words = letter::chunks(&self.content);
         let count = words.len().max(1) as f64;
         let mut plan = Vec::with_capacity(words.len() + 4);
@@ -419,14 +518,66 @@ impl Answer {
             plan.push((latency, usage.to_string()));
         }
         plan.push((latency, "[DONE]".to_owned()));
-
-        let start = tokio::time::Instant::now();
-        let events = futures_util::stream::iter(plan).then(move |(due, data)| async move {
-            tokio::time::sleep_until(start + due).await;
-            Ok(Event::default().data(data))
-        });
-        Sse::new(events)
+        plan
     }
+}
+
+/// The events of `plan`, each sent when it is due.
+fn paced(
+    plan: Vec<(Duration, String)>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let start = tokio::time::Instant::now();
+    let events = futures_util::stream::iter(plan).then(move |(due, data)| async move {
+        tokio::time::sleep_until(start + due).await;
+        Ok(Event::default().data(data))
+    });
+    Sse::new(events)
+}
+
+/// How many content chunks a broken answer keeps: [`CUT_AFTER_CHUNKS`], and always fewer than
+/// the whole letter, so something is visibly missing.
+fn cut_chunks(content: &str) -> usize {
+    CUT_AFTER_CHUNKS.min(letter::chunks(content).len().saturating_sub(1))
+}
+
+/// The text of the content chunks a broken answer keeps.
+fn cut_prefix(content: &str) -> String {
+    letter::chunks(content)
+        .into_iter()
+        .take(cut_chunks(content))
+        .collect()
+}
+
+/// What OpenAI sends as an event when a stream fails after its 200, and here also as the body of
+/// a plain answer that fails the same way.
+fn stream_error() -> Value {
+    json!({ "error": {
+        "message": "The server had an error while processing your request. Sorry about that!",
+        "type": "server_error",
+        "param": null,
+        "code": "internal_error",
+    }})
+}
+
+/// Status 200 with `text` as a JSON body, whether or not it parses.
+fn json_text(text: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// A response whose body fails before its first byte: hyper then drops the connection without
+/// writing the status line, so the client sees the connection close, never an answer.
+fn closed_without_answer() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::other("the stub LLM is shutting down"))
+    });
+    Body::from_stream(failing).into_response()
 }
 
 /// A letter cut at a word boundary to fit `limit` tokens, as a model stops at `max_tokens`.
@@ -463,6 +614,50 @@ async fn models(State(state): State<StubState>) -> axum::Json<Value> {
 async fn unknown_route(method: Method, uri: Uri) -> Response {
     let message = format!("Invalid URL ({method} {})", uri.path());
     api_error(StatusCode::NOT_FOUND, &message, None)
+}
+
+/// An injected rate limit with its hint in the form asked for, counted from `now`.
+fn rate_limited(retry_after: RetryAfter, now: SystemTime) -> Response {
+    let message = match retry_after {
+        RetryAfter::Seconds(seconds) | RetryAfter::HttpDate(seconds) => {
+            format!("Rate limit reached for requests. Please try again in {seconds}s.")
+        }
+        RetryAfter::Millis(millis) => {
+            format!("Rate limit reached for requests. Please try again in {millis}ms.")
+        }
+        RetryAfter::None => "Rate limit reached for requests. Please try again later.".to_owned(),
+    };
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &message,
+        "rate_limit_exceeded",
+        Some("rate_limit_exceeded"),
+    );
+    if let Some((name, value)) = retry_after_header(retry_after, now) {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// The header that carries `retry_after`, as of `now`.
+fn retry_after_header(
+    retry_after: RetryAfter,
+    now: SystemTime,
+) -> Option<(HeaderName, HeaderValue)> {
+    match retry_after {
+        RetryAfter::Seconds(seconds) => Some((header::RETRY_AFTER, HeaderValue::from(seconds))),
+        RetryAfter::HttpDate(seconds) => {
+            let date = httpdate::fmt_http_date(now + Duration::from_secs(u64::from(seconds)));
+            HeaderValue::from_str(&date)
+                .ok()
+                .map(|value| (header::RETRY_AFTER, value))
+        }
+        RetryAfter::Millis(millis) => Some((
+            HeaderName::from_static("retry-after-ms"),
+            HeaderValue::from(millis),
+        )),
+        RetryAfter::None => None,
+    }
 }
 
 /// An injected failure, worded and typed as the provider words it.
@@ -574,6 +769,98 @@ mod tests {
         let state = StubState::new(config);
         let failed: Vec<bool> = (0..7).map(|_| state.injected_failure().is_some()).collect();
         assert_eq!(failed, [true, false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn every_kind_of_failure_hits_the_first_call_and_every_nth_after_it() {
+        let kinds = [
+            Failure::RateLimited {
+                every: 2,
+                retry_after: RetryAfter::Seconds(1),
+            },
+            Failure::Hang { every: 2 },
+            Failure::CutStream { every: 2 },
+            Failure::ErrorEvent { every: 2 },
+        ];
+        for kind in kinds {
+            let mut config = StubConfig::new("k");
+            config.failure = Some(kind);
+            let state = StubState::new(config);
+            let injected: Vec<Option<Failure>> = (0..5).map(|_| state.injected_failure()).collect();
+            assert_eq!(injected, [Some(kind), None, Some(kind), None, Some(kind)]);
+        }
+    }
+
+    #[test]
+    fn setting_a_failure_restarts_the_count_of_calls() {
+        let state = StubState::new(StubConfig::new("k"));
+        assert_eq!(state.injected_failure(), None);
+        let hang = Failure::Hang { every: 3 };
+        state.set_failure(Some(hang)).unwrap();
+        let injected: Vec<Option<Failure>> = (0..4).map(|_| state.injected_failure()).collect();
+        assert_eq!(injected, [Some(hang), None, None, Some(hang)]);
+        assert!(
+            state
+                .set_failure(Some(Failure::CutStream { every: 0 }))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn retry_after_takes_each_form_providers_send() {
+        // RFC 9110's example date.
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let header = |retry_after| {
+            retry_after_header(retry_after, now)
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        };
+        assert_eq!(
+            header(RetryAfter::Seconds(7)),
+            Some(("retry-after".to_owned(), "7".to_owned()))
+        );
+        assert_eq!(
+            header(RetryAfter::HttpDate(0)),
+            Some((
+                "retry-after".to_owned(),
+                "Sun, 06 Nov 1994 08:49:37 GMT".to_owned()
+            ))
+        );
+        assert_eq!(
+            header(RetryAfter::HttpDate(90)),
+            Some((
+                "retry-after".to_owned(),
+                "Sun, 06 Nov 1994 08:51:07 GMT".to_owned()
+            ))
+        );
+        assert_eq!(
+            header(RetryAfter::Millis(1500)),
+            Some(("retry-after-ms".to_owned(), "1500".to_owned()))
+        );
+        assert_eq!(header(RetryAfter::None), None);
+    }
+
+    #[test]
+    fn a_rate_limit_names_its_wait_in_the_message_and_in_one_header() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let response = rate_limited(RetryAfter::Millis(250), now);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after-ms"], "250");
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let response = rate_limited(RetryAfter::HttpDate(2), now);
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            "Sun, 06 Nov 1994 08:49:39 GMT"
+        );
+        assert!(response.headers().get("retry-after-ms").is_none());
+    }
+
+    #[test]
+    fn a_broken_answer_keeps_the_first_chunks_and_always_misses_some() {
+        let letter = "Dear Jane Roe,\n\nI am writing to apply for the role.";
+        assert_eq!(cut_prefix(letter), "Dear Jane Roe,\n\nI am ");
+        // A letter of three words keeps two.
+        assert_eq!(cut_prefix("Dear Jane Roe"), "Dear Jane ");
+        assert_eq!(cut_prefix("Hello"), "");
     }
 
     #[test]
