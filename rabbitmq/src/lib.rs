@@ -27,7 +27,7 @@ pub use jobs::{
 pub use lapin::Connection;
 pub use link::SubmitLink;
 pub use publisher::Publisher;
-pub use replies::{JobSubmitter, PendingReply, ReplyLost, ReplyRouter};
+pub use replies::{JobSubmitter, PendingReply, ReplyLost, ReplyRouter, private_reply_queue};
 pub use topology::Topology;
 
 /// The wrapped data key an encrypted message names in its headers.

@@ -51,31 +51,9 @@ impl ReplyRouter {
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, BrokerError> {
         let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let mut consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (queue, mut consumer) = private_reply_queue(&channel, "").await?;
         let router = Arc::new(Self {
-            queue: queue.name().to_string(),
+            queue,
             pending: Mutex::new(HashMap::new()),
             open: AtomicBool::new(true),
         });
@@ -301,4 +279,37 @@ impl JobSubmitter {
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
+}
+
+/// Declares a reply queue only this channel's connection sees (server-named, exclusive, deleted
+/// with the connection) and consumes it without acks, as RabbitMQ's direct reply pattern wants.
+/// Returns the queue's name, for `reply_to`, and its consumer.
+pub async fn private_reply_queue(
+    channel: &lapin::Channel,
+    consumer_tag: &str,
+) -> Result<(String, lapin::Consumer), lapin::Error> {
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            consumer_tag.into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue.name().to_string(), consumer))
 }

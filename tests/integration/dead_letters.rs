@@ -128,7 +128,6 @@ async fn a_forged_job_is_parked_with_its_reason_and_the_admin_tool_lists_replays
 #[tokio::test]
 async fn a_job_workers_keep_dying_on_is_parked_and_its_client_told() {
     use futures_util::StreamExt;
-    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
     // A development setup (no tokens, unsealed jobs), so the test can publish a job itself.
     let app = spawn_app_with(Options {
         open: true,
@@ -143,28 +142,7 @@ async fn a_job_workers_keep_dying_on_is_parked_and_its_client_told() {
     .await
     .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let replies = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            replies.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let (reply_to, mut consumer) = letterbox_rabbitmq::private_reply_queue(&channel, "")
         .await
         .unwrap();
     let id = uuid::Uuid::new_v4();
@@ -188,7 +166,7 @@ async fn a_job_workers_keep_dying_on_is_parked_and_its_client_told() {
             BasicProperties::default()
                 .with_headers(headers)
                 .with_correlation_id(id.to_string().as_str().into())
-                .with_reply_to(replies.name().as_str().into()),
+                .with_reply_to(reply_to.as_str().into()),
         )
         .await
         .unwrap()

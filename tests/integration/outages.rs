@@ -126,25 +126,6 @@ fn store_settings(vault: &PrivateVault, max_staleness: Duration) -> VaultSetting
     }
 }
 
-async fn put(vault: &PrivateVault, key: &str) {
-    let client = vaultrs::client::VaultClient::new(
-        vaultrs::client::VaultClientSettingsBuilder::default()
-            .address(vault.addr())
-            .token(vault.root_token.clone())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    vaultrs::kv2::set(
-        &client,
-        "secret",
-        "letterbox/llm",
-        &std::collections::HashMap::from([("api_key", key)]),
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn during_a_vault_outage_the_key_read_last_serves_up_to_the_staleness_limit() {
     use secrecy::ExposeSecret;
@@ -152,7 +133,7 @@ async fn during_a_vault_outage_the_key_read_last_serves_up_to_the_staleness_limi
     let dir = scratch_dir("vault-outage");
     let vault = PrivateVault::start(&dir, None);
     vault.ready().await;
-    put(&vault, "key-one").await;
+    vault.put_llm_key("key-one", None).await;
     let path = KvPath::parse("secret/letterbox/llm", "api_key").unwrap();
     let tolerant = SecretStore::connect(store_settings(&vault, Duration::from_secs(60)))
         .await
@@ -179,7 +160,7 @@ async fn during_a_vault_outage_the_key_read_last_serves_up_to_the_staleness_limi
 
     // Back, with a new version: read once the outage pause (5 s) is over.
     vault.thaw();
-    put(&vault, "key-two").await;
+    vault.put_llm_key("key-two", None).await;
     let mut version = 0;
     for _ in 0..100 {
         version = tolerant.read(&path).await.unwrap().version;
@@ -250,7 +231,7 @@ async fn a_worker_started_before_vault_reports_not_ready_then_takes_jobs_once_it
     // Vault comes up (with the key the stub accepts): the worker becomes ready and writes.
     let vault = PrivateVault::start_at(&dir, None, vault_port, &root_token);
     vault.ready().await;
-    put(&vault, &key).await;
+    vault.put_llm_key(&key, None).await;
     assert_eq!(
         until_status(&app.http, &format!("{worker_url}/readyz"), 200, 30).await,
         200

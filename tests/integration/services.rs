@@ -176,6 +176,25 @@ impl PrivateVault {
         wait_for_port(self.port, "the private OpenBao server").await;
     }
 
+    /// Writes the LLM key to the default path as the root token, trusting the CA in the PEM file `ca`
+    /// when the server speaks TLS.
+    pub async fn put_llm_key(&self, key: &str, ca: Option<&str>) {
+        let mut settings = vaultrs::client::VaultClientSettingsBuilder::default();
+        settings.address(self.addr()).token(self.root_token.clone());
+        if let Some(ca) = ca {
+            settings.ca_certs(vec![ca.to_owned()]);
+        }
+        let client = vaultrs::client::VaultClient::new(settings.build().unwrap()).unwrap();
+        vaultrs::kv2::set(
+            &client,
+            "secret",
+            "letterbox/llm",
+            &std::collections::HashMap::from([("api_key", key)]),
+        )
+        .await
+        .unwrap();
+    }
+
     /// Freezes the server (SIGSTOP): connections hang as they would to a partitioned host.
     pub fn freeze(&self) {
         signal("-STOP", self.child.id());

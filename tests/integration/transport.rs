@@ -9,7 +9,6 @@ use std::time::Duration;
 use letterbox_bench::stub::{self, StubConfig};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use serde_json::{Value, json};
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 use crate::helpers::{binary, free_port, job_description};
 use crate::services::{Certificates, PrivateBroker, PrivateVault, scratch_dir, wait_for_port};
@@ -176,23 +175,7 @@ async fn broker_and_vault_are_reached_over_tls_checked_against_the_configured_ca
 
     // The LLM key, written over HTTPS by a client that trusts the same CA.
     let key = format!("tls-key-{}", uuid::Uuid::new_v4().simple());
-    let client = VaultClient::new(
-        VaultClientSettingsBuilder::default()
-            .address(vault.addr())
-            .token(vault.root_token.clone())
-            .ca_certs(vec![ca.clone()])
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    vaultrs::kv2::set(
-        &client,
-        "secret",
-        "letterbox/llm",
-        &std::collections::HashMap::from([("api_key", key.as_str())]),
-    )
-    .await
-    .unwrap();
+    vault.put_llm_key(&key, Some(&ca)).await;
     let created = run(
         "letterbox-admin",
         &[

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection};
 
@@ -291,32 +290,11 @@ impl PoisonProbe {
     async fn publish(broker: &PrivateBroker) -> anyhow::Result<Self> {
         let dead_before = broker.ready_messages(DEAD_LETTER_QUEUE).await?;
         let connection = broker.connect().await?;
-        // A reply queue of our own, so a reply to a forged message would be seen.
         let channel = connection.create_channel().await?;
-        let reply_queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        // A reply queue of our own, so a reply to a forged message would be seen.
+        let (reply_to, replies) = letterbox_rabbitmq::private_reply_queue(&channel, "faults-probe")
             .await
             .context("could not declare the probe's reply queue")?;
-        let reply_to = reply_queue.name().to_string();
-        let replies = channel
-            .basic_consume(
-                reply_to.as_str().into(),
-                "faults-probe".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
         let mut published = 0;
         let mut kinds = HashMap::new();
         for (kind, label) in POISON_KINDS.into_iter().enumerate() {
