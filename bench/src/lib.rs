@@ -7,7 +7,10 @@
 //!   `examples/resume.md` into `examples/resume.pdf` so the upload path has a real PDF to extract.
 //! - [`faults`]: the fault-injection suite behind `letterbox-faults`: the real binaries under
 //!   load on a broker and a Vault of their own, one fault at a time.
+//! - [`load`]: the load generator behind `letterbox-bench`: Letterbox, its broker path alone,
+//!   the stub alone and LiteLLM's proxy under the same load, with a table, JSON and plots.
 
 pub mod faults;
+pub mod load;
 pub mod pdf;
 pub mod stub;

@@ -43,6 +43,8 @@ pub struct FleetConfig {
     pub secret_cache_ttl_secs: u64,
     pub shutdown_grace: Duration,
     pub consumers: usize,
+    /// More variables for every process (a load test's queue name, concurrency, …).
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// One running process.
@@ -174,6 +176,14 @@ impl Fleet {
             fleet.spawn_consumer()?;
         }
         Ok(fleet)
+    }
+
+    /// The name and process id of every process of the fleet, the ingress first.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        std::iter::once(&self.producer)
+            .chain(&self.consumers)
+            .map(|service| (service.name.clone(), service.pid))
+            .collect()
     }
 
     /// The ingress's base URL.
@@ -309,7 +319,8 @@ fn base_command(config: &FleetConfig, binary: &str, role: &AppRole) -> Command {
         .env(
             env::SHUTDOWN_GRACE_MS,
             config.shutdown_grace.as_millis().to_string(),
-        );
+        )
+        .envs(config.extra_env.iter().map(|(name, value)| (name, value)));
     command
 }
 

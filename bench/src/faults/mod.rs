@@ -13,12 +13,12 @@
 //! - `scenario.rs`: what each scenario breaks, and when.
 //! - `report.rs`: the table, as text and JSON.
 
-mod broker;
-mod fleet;
+pub(crate) mod broker;
+pub(crate) mod fleet;
 mod load;
 mod report;
 mod scenario;
-mod vault;
+pub(crate) mod vault;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -248,6 +248,7 @@ impl Suite {
             secret_cache_ttl_secs: settings.secret_cache_ttl_secs,
             shutdown_grace: settings.shutdown_grace,
             consumers: settings.consumers,
+            extra_env: Vec::new(),
         })?;
         let load = Load::new(
             &fleet.base_url(),
@@ -406,7 +407,7 @@ impl Suite {
 
 /// A free loopback port (bound and released; another process may take it in between, which is
 /// acceptable for a test tool).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .context("could not find a free port")?
         .local_addr()?
@@ -414,7 +415,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Waits until `port` on loopback accepts connections.
-async fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -427,7 +428,7 @@ async fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
 }
 
 /// Sends `signal` (`TERM`, `KILL`, `STOP`, …) to `pid` with kill(1).
-async fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+pub(crate) async fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = tokio::process::Command::new("kill")
         .arg("-s")
         .arg(signal)

@@ -120,6 +120,18 @@ impl DevVault {
     /// Prepares the server and returns the credentials of the producer, the consumer and a
     /// client, with `llm_key` stored where the workers read it.
     pub async fn provision(&self, bin_dir: &Path, llm_key: &str) -> anyhow::Result<Provisioned> {
+        // The default limit (60/min) is for a client, not for a load test.
+        self.provision_with_rate(bin_dir, llm_key, "100000/min")
+            .await
+    }
+
+    /// [`DevVault::provision`] with the `submit` token limited to `rate` (`N/min`, `N/s`).
+    pub async fn provision_with_rate(
+        &self,
+        bin_dir: &Path,
+        llm_key: &str,
+        rate: &str,
+    ) -> anyhow::Result<Provisioned> {
         let root = [
             (env::VAULT_ADDR, self.addr.clone()),
             (env::VAULT_TOKEN, self.root_token.clone()),
@@ -162,21 +174,11 @@ impl DevVault {
             (env::VAULT_ROLE_ID, admin.role_id),
             (env::VAULT_SECRET_ID, admin.secret_id),
         ];
-        // The default limit (60/min) is for a client, not for a load test.
         let created = run(
             &bin_dir.join("letterbox-admin"),
             &[
-                "tokens",
-                "create",
-                "--role",
-                "submit",
-                "--name",
-                "faults",
-                "--ttl",
-                "1h",
-                "--rate",
-                "100000/min",
-                "--json",
+                "tokens", "create", "--role", "submit", "--name", "faults", "--ttl", "1h",
+                "--rate", rate, "--json",
             ],
             &admin_env,
             None,
