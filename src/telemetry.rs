@@ -309,6 +309,55 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
+/// A gauge whose value is a fraction, such as a utilization between 0 and 1.
+pub struct FloatGauge {
+    name: &'static str,
+    help: &'static str,
+    /// The value's bits (`f64::to_bits`): atomics have no floats.
+    bits: AtomicU64,
+}
+
+impl FloatGauge {
+    pub const fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            // The bits of 0.0.
+            bits: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set(&self, value: f64) {
+        self.bits.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.bits.load(Ordering::Relaxed))
+    }
+
+    /// Appends the gauge with up to four decimals (`0.8125`, `1`).
+    pub fn render(&self, out: &mut String) {
+        let name = self.name;
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", decimal(self.get()));
+    }
+}
+
+/// `value` rounded to four decimals, without trailing zeros; `NaN` and infinities as Prometheus
+/// writes them.
+fn decimal(value: f64) -> String {
+    if value.is_nan() {
+        return "NaN".to_owned();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    let text = format!("{value:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" { "0" } else { text }.to_owned()
+}
+
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -359,6 +408,32 @@ mod tests {
             out.contains("letterbox_test_total{code=\"503\"} 1\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_float_gauge_renders_up_to_four_decimals() {
+        let gauge = FloatGauge::new("letterbox_test_ratio", "Test.");
+        let mut out = String::new();
+        gauge.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP letterbox_test_ratio Test.\n# TYPE letterbox_test_ratio gauge\nletterbox_test_ratio 0\n"
+        );
+        for (value, text) in [
+            (0.8125, "0.8125"),
+            (1.0, "1"),
+            (2.0 / 3.0, "0.6667"),
+            (0.5, "0.5"),
+            (f64::NAN, "NaN"),
+        ] {
+            gauge.set(value);
+            let mut out = String::new();
+            gauge.render(&mut out);
+            assert!(
+                out.ends_with(&format!("\nletterbox_test_ratio {text}\n")),
+                "{out}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use letterbox_bench::stub::{
-    self, CUT_AFTER_CHUNKS, Failure, RecordedRequest, RetryAfter, StubConfig, StubHandle, letter,
+    self, CUT_AFTER_CHUNKS, Failure, RateLimit, RecordedRequest, RetryAfter, StubConfig,
+    StubHandle, letter,
 };
 use serde_json::{Value, json};
 
@@ -269,6 +270,40 @@ async fn injected_rate_limit_carries_retry_after() -> anyhow::Result<()> {
     // Lifting the failure takes effect on the next call.
     stub.set_failure(None)?;
     assert_eq!(post(&stub, KEY, &request(false)).await?.status(), 200);
+    assert_eq!((stub.rate_limited_count(), stub.letter_count()), (1, 1));
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn calls_over_the_rate_limit_get_429_with_the_wait_and_are_counted() -> anyhow::Result<()> {
+    let mut config = StubConfig::new(KEY);
+    // One call a second after a burst of two: the third call in a row is over it.
+    config.rate_limit = Some(RateLimit {
+        per_second: 1.try_into()?,
+        burst: 2.try_into()?,
+    });
+    let stub = start(config).await?;
+
+    let mut statuses = Vec::new();
+    for stream in [false, true, false] {
+        statuses.push(post(&stub, KEY, &request(stream)).await?.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    let response = post(&stub, KEY, &request(false)).await?;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let wait_ms: u64 = response.headers()["retry-after-ms"].to_str()?.parse()?;
+    assert!((1..=1000).contains(&wait_ms), "{wait_ms}");
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    // A wrong key is refused before the rate limit counts the call.
+    assert_eq!(
+        post(&stub, "sk-wrong", &request(false)).await?.status(),
+        401
+    );
+    assert_eq!((stub.letter_count(), stub.rate_limited_count()), (2, 2));
+    assert_eq!(stub.request_count(), 5);
     stub.shutdown().await;
     Ok(())
 }

@@ -18,16 +18,16 @@ use letterbox::backoff::Backoff;
 use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
-use letterbox_rabbitmq::{Connections, Endpoint, JobStream, Replier, Topology};
+use letterbox_rabbitmq::{Connections, Endpoint, JobStream, QueueDepth, Replier, Topology};
 use letterbox_vault::auth::Authenticator;
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
 use letterbox_vault::{KvPath, SecretStore, VaultSettings};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::limiter::Limiter;
 use crate::llm::LlmClient;
 use crate::metrics::Metrics;
 use crate::prompt::Templates;
@@ -39,6 +39,8 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 const PROCESS: &str = "letterbox-consumer";
 /// Waits between reconnection attempts: from a quarter second up to five seconds.
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+/// How often the jobs queue's depth is read for `/metrics` (one passive declare each time).
+const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(5);
 
 pub struct ConsumerApp {
     worker: Arc<Worker>,
@@ -58,8 +60,11 @@ pub struct ConsumerApp {
     /// Guards /metrics: monitor and admin tokens only.
     auth: Option<Arc<Authenticator>>,
     shutdown: CancellationToken,
-    /// Permits = prefetch: a job is only taken when a permit is free.
+    /// The prefetch, and the most jobs run at once.
     concurrency: u16,
+    /// A job is only taken when the limiter has a permit free: at most `concurrency`, fewer
+    /// while the LLM provider answers 429.
+    limiter: Limiter,
     grace: Duration,
 }
 
@@ -143,6 +148,10 @@ impl ConsumerApp {
             .context("could not declare the jobs queue")?;
         let _ = channel.close(200, "declared".into()).await;
 
+        let limiter = Limiter::new(
+            usize::from(settings.concurrency),
+            settings.adaptive_concurrency,
+        );
         let worker = Arc::new(Worker {
             secrets,
             key_path,
@@ -158,6 +167,7 @@ impl ConsumerApp {
                 .max_capacity(100_000)
                 .time_to_live(crate::worker::ANSWERED_FOR)
                 .build(),
+            limiter: limiter.clone(),
         });
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
@@ -175,6 +185,7 @@ impl ConsumerApp {
             auth,
             shutdown,
             concurrency: settings.concurrency,
+            limiter,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
@@ -212,7 +223,7 @@ impl ConsumerApp {
             })
             .with_state((
                 Arc::clone(&self.metrics),
-                self.concurrency,
+                self.limiter.clone(),
                 Arc::clone(&self.health),
             ));
         let metrics_shutdown = self.shutdown.clone();
@@ -239,7 +250,6 @@ impl ConsumerApp {
             return self.finish(None, None, Ok(())).await;
         }
 
-        let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
         let mut connections = self.first.take();
         let mut attempt = 0_u32;
         loop {
@@ -266,13 +276,25 @@ impl ConsumerApp {
                 tracing::info!(attempts = attempt, "Reconnected to the broker");
             }
             self.health.broker.store(true, Ordering::Release);
-            tracing::info!(concurrency = self.concurrency, "Taking jobs");
+            tracing::info!(
+                concurrency = self.concurrency,
+                limit = self.limiter.limit(),
+                "Taking jobs"
+            );
+            // Ends with this session: the next one reads the depth on its own channel.
+            let session = self.shutdown.child_token();
+            let _end_probe = session.clone().drop_guard();
+            self.tracker.spawn(watch_depth(
+                stream.depth_probe(),
+                Arc::clone(&self.metrics),
+                session,
+            ));
             let replier = Arc::new(replier);
             let max_deliveries = self.topology.delivery_limit;
             let ended = loop {
                 let permit = tokio::select! {
                     () = self.shutdown.cancelled() => break None,
-                    permit = Arc::clone(&permits).acquire_owned() => permit?,
+                    permit = self.limiter.acquire() => permit?,
                 };
                 let delivery = tokio::select! {
                     () = self.shutdown.cancelled() => break None,
@@ -410,7 +432,7 @@ pub struct Health {
     key: AtomicBool,
 }
 
-async fn readyz(State((_, _, health)): State<(Arc<Metrics>, u16, Arc<Health>)>) -> Response {
+async fn readyz(State((_, _, health)): State<(Arc<Metrics>, Limiter, Arc<Health>)>) -> Response {
     let (broker, key) = (
         health.broker.load(Ordering::Acquire),
         health.key.load(Ordering::Acquire),
@@ -468,10 +490,29 @@ async fn require_monitor(
 }
 
 async fn render_metrics(
-    State((metrics, capacity, _)): State<(Arc<Metrics>, u16, Arc<Health>)>,
+    State((metrics, limiter, _)): State<(Arc<Metrics>, Limiter, Arc<Health>)>,
 ) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
-        metrics.render(capacity),
+        metrics.render(limiter.max(), limiter.limit()),
     )
+}
+
+/// Reads the jobs queue's depth into the metrics every few seconds until `stop`: cheap enough to
+/// leave on, and no cost per job.
+async fn watch_depth(probe: QueueDepth, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(QUEUE_DEPTH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match tokio::time::timeout(BROKER_TIMEOUT, probe.ready()).await {
+            Ok(Ok(ready)) => metrics.queue_depth.set(i64::from(ready)),
+            // The session is ending; the next one reads it again.
+            Ok(Err(error)) => tracing::debug!(%error, "Could not read the queue depth"),
+            Err(_) => tracing::debug!("Reading the queue depth timed out"),
+        }
+    }
 }

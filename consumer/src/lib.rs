@@ -6,6 +6,7 @@
 //! acked (`worker`).
 
 mod app;
+mod limiter;
 mod llm;
 mod metrics;
 mod prompt;

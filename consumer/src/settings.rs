@@ -22,9 +22,14 @@ pub struct ConsumerSettings {
     #[command(flatten)]
     pub broker: BrokerSettings,
 
-    /// Jobs this worker runs at once (and its prefetch).
+    /// Jobs this worker runs at once at most (and its prefetch).
     #[arg(long, env = env::CONCURRENCY, default_value_t = 32)]
     pub concurrency: u16,
+
+    /// Lower the number of jobs run at once when the LLM provider answers 429, and raise it
+    /// back as calls succeed (`true` or `false`).
+    #[arg(long, env = env::ADAPTIVE_CONCURRENCY, default_value_t = true, action = clap::ArgAction::Set)]
+    pub adaptive_concurrency: bool,
 
     /// Base URL of an OpenAI-compatible API.
     #[arg(long, env = env::LLM_BASE_URL, default_value = DEFAULT_LLM_BASE_URL)]
@@ -89,6 +94,7 @@ impl ConsumerSettings {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
             broker: BrokerSettings::default(),
             concurrency: 32,
+            adaptive_concurrency: true,
             llm_base_url: DEFAULT_LLM_BASE_URL.to_owned(),
             llm_model: DEFAULT_LLM_MODEL.to_owned(),
             llm_timeout_ms: 60_000,
@@ -120,6 +126,10 @@ mod tests {
         let defaults = ConsumerSettings::defaults();
         assert_eq!(default("metrics_addr"), defaults.metrics_addr.to_string());
         assert_eq!(default("concurrency"), defaults.concurrency.to_string());
+        assert_eq!(
+            default("adaptive_concurrency"),
+            defaults.adaptive_concurrency.to_string()
+        );
         assert_eq!(default("llm_base_url"), defaults.llm_base_url);
         assert_eq!(default("llm_model"), defaults.llm_model);
         assert_eq!(
@@ -150,6 +160,17 @@ mod tests {
             defaults.shutdown_grace_ms.to_string()
         );
         assert_eq!(default("jobs_queue"), defaults.broker.jobs_queue);
+    }
+
+    #[test]
+    fn adaptive_concurrency_is_switched_off_with_false() {
+        let settings = ConsumerSettings::try_parse_from([
+            "letterbox-consumer",
+            "--adaptive-concurrency",
+            "false",
+        ])
+        .unwrap();
+        assert!(!settings.adaptive_concurrency);
     }
 
     #[test]

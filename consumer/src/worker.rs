@@ -13,6 +13,7 @@ use letterbox_rabbitmq::{JobDelivery, Replier, UnreadableJob};
 use letterbox_vault::{KvPath, SecretStore};
 use uuid::Uuid;
 
+use crate::limiter::Limiter;
 use crate::llm::{LlmClient, LlmError};
 use crate::metrics::Metrics;
 use crate::prompt::Templates;
@@ -37,6 +38,8 @@ pub struct Worker {
     /// The longest a job may be worked on after its delivery, in ms (below the broker's consumer
     /// timeout, after which it would take the delivery back).
     pub(crate) work_budget_ms: u64,
+    /// How many jobs run at once; told of every call's success or 429.
+    pub(crate) limiter: Limiter,
 }
 
 /// Waits between LLM attempts: full jitter from a quarter second, doubling up to four seconds,
@@ -245,14 +248,21 @@ impl Worker {
             } else {
                 remaining
             };
+            let round = self.limiter.round();
             let result = self
                 .llm
                 .complete(&key.value, &prompt, max_tokens, share.min(self.llm_timeout))
                 .await;
             let error = match result {
-                Ok(completion) => break Ok(completion),
+                Ok(completion) => {
+                    self.limiter.succeeded();
+                    break Ok(completion);
+                }
                 Err(error) => error,
             };
+            if matches!(error, LlmError::RateLimited { .. }) {
+                self.limiter.rate_limited(round);
+            }
             if matches!(error, LlmError::Unauthorized(_)) && !key_refreshed {
                 // The key may have been rotated: read it again, and if Vault holds a newer
                 // version, try once more with it. A rotation under load fails no job.

@@ -5,6 +5,7 @@ use futures_util::StreamExt;
 use lapin::Acker;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, Consumer};
@@ -16,12 +17,14 @@ use zeroize::Zeroizing;
 use crate::{BrokerError, Publisher, Topology};
 
 /// A worker's subscription to the jobs queue, with manual acks and a prefetch equal to the
-/// number of jobs the worker runs at once: a job waits in the queue, where any idle worker can
-/// take it, rather than in a busy worker's buffer.
+/// most jobs the worker runs at once: a job waits in the queue, where any idle worker can take
+/// it, rather than in a busy worker's buffer. (The broker fixes a subscription's prefetch when
+/// it starts, so a worker whose adaptive limit is lower may hold a few jobs it has not started.)
 pub struct JobStream {
     channel: Channel,
     consumer: Consumer,
     sealer: Arc<dyn Sealer>,
+    queue: String,
 }
 
 impl JobStream {
@@ -49,7 +52,16 @@ impl JobStream {
             channel,
             consumer,
             sealer,
+            queue: topology.jobs_queue.clone(),
         })
+    }
+
+    /// Reads how many jobs wait in the queue, on this subscription's channel.
+    pub fn depth_probe(&self) -> QueueDepth {
+        QueueDepth {
+            channel: self.channel.clone(),
+            queue: self.queue.clone(),
+        }
     }
 
     /// The next job; `None` once the subscription is cancelled or the channel is gone.
@@ -120,6 +132,31 @@ impl JobStream {
         if self.is_open() {
             let _ = self.channel.close(200, "shutdown".into()).await;
         }
+    }
+}
+
+/// The jobs queue's backlog: messages ready for any worker, not those delivered and unacked.
+pub struct QueueDepth {
+    channel: Channel,
+    queue: String,
+}
+
+impl QueueDepth {
+    /// One passive declare: a round trip to the broker that changes nothing. The queue exists
+    /// while the subscription does, so it cannot fail with 404 and close the channel.
+    pub async fn ready(&self) -> Result<u32, BrokerError> {
+        let queue = self
+            .channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue.message_count())
     }
 }
 

@@ -22,7 +22,7 @@ pub use connection::{Connections, Endpoint, connect};
 pub use dead::{DeadLetter, DeadLetters};
 pub use error::BrokerError;
 pub use jobs::{
-    DEAD_AT_HEADER, DEAD_REASON_HEADER, JobDelivery, JobStream, Replier, UnreadableJob,
+    DEAD_AT_HEADER, DEAD_REASON_HEADER, JobDelivery, JobStream, QueueDepth, Replier, UnreadableJob,
 };
 pub use lapin::Connection;
 pub use link::SubmitLink;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use letterbox::settings::VaultArgs;
 use letterbox::shutdown::CancellationToken;
-use letterbox_bench::stub::{self, Failure, Latency, StubConfig, StubHandle};
+use letterbox_bench::stub::{self, Failure, Latency, RateLimit, StubConfig, StubHandle};
 use letterbox_consumer::{ConsumerApp, ConsumerSettings};
 use letterbox_producer::{Application, ProducerSettings};
 use letterbox_rabbitmq::Topology;
@@ -87,6 +87,8 @@ pub struct Options {
     pub vault_key: String,
     pub latency: Duration,
     pub failure: Option<Failure>,
+    /// The stub's rate limit (none when `None`).
+    pub rate_limit: Option<RateLimit>,
     pub job_timeout_ms: u64,
     pub concurrency: u16,
     pub max_upload_bytes: usize,
@@ -120,6 +122,7 @@ impl Default for Options {
             vault_key: key,
             latency: Duration::ZERO,
             failure: None,
+            rate_limit: None,
             job_timeout_ms: 15_000,
             concurrency: 8,
             max_upload_bytes: 10 * 1024 * 1024,
@@ -179,6 +182,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut stub_config = StubConfig::new(options.stub_key.clone());
     stub_config.latency = Latency::Fixed(options.latency);
     stub_config.failure = options.failure;
+    stub_config.rate_limit = options.rate_limit;
     let stub = stub::spawn(stub_config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -495,6 +499,61 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// The job description from the corpus, as text.
 pub fn job_description() -> String {
     String::from_utf8(corpus("resume-matcher_jd_backend-eng.txt")).unwrap()
+}
+
+/// A child process, killed when dropped (also when a test fails).
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl TestApp {
+    /// A real `letterbox-consumer` process for this app's queue, key and stub, its metrics on
+    /// 127.0.0.1:`port`, with `env` on top; its output is discarded.
+    pub fn consumer_process(&self, port: u16, env: &[(&str, &str)]) -> Process {
+        let (vault_addr, vault_token) = vault();
+        let mut command = std::process::Command::new(binary("letterbox-consumer"));
+        command
+            .env_clear()
+            .env("AMQP_URL", amqp_url())
+            .env("LETTERBOX_JOBS_QUEUE", &self.queue)
+            .env("LETTERBOX_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("VAULT_ADDR", &vault_addr)
+            .env("VAULT_TOKEN", &vault_token)
+            .env(
+                "LETTERBOX_LLM_KEY_PATH",
+                format!("secret/{}", self.key_path),
+            )
+            .env("LETTERBOX_TOKENS_PATH", tokens_path(&self.key_path))
+            .env("LETTERBOX_AUTH", "tokens")
+            .env("LLM_BASE_URL", &self.stub.base_url)
+            .env("LLM_MODEL", "letterbox-stub-1")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Process(command.spawn().unwrap())
+    }
+
+    /// Waits up to ten seconds for `GET url` to answer 200.
+    pub async fn wait_until_ok(&self, url: &str) {
+        for _ in 0..100 {
+            if self
+                .http
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{url} did not answer 200 within 10 s");
+    }
 }
 
 /// A workspace binary next to this test binary (`script/test` builds them first).

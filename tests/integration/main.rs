@@ -4,6 +4,7 @@
 mod admin;
 mod api;
 mod auth;
+mod capacity;
 mod dead_letters;
 mod documents;
 mod helpers;

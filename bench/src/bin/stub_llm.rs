@@ -5,10 +5,11 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use letterbox_bench::stub::{self, Failure, Latency, RetryAfter, StubConfig, env};
+use letterbox_bench::stub::{self, Failure, Latency, RateLimit, RetryAfter, StubConfig, env};
 
 /// An OpenAI-compatible chat-completions server that writes cover letters from the prompt.
 #[derive(Parser)]
@@ -45,6 +46,13 @@ struct Args {
     /// HTTP date 2 s ahead), 1500ms (retry-after-ms: 1500) or none.
     #[arg(long, env = env::RETRY_AFTER, default_value = "1s", requires = "fail")]
     retry_after: RetryAfter,
+    /// Calls per second answered; calls over it get 429 with the wait in `retry-after-ms` and
+    /// `Retry-After` (GCRA).
+    #[arg(long, env = env::RATE_LIMIT)]
+    rate_limit: Option<NonZeroU32>,
+    /// With --rate-limit: calls taken at once after a pause (default: one second's worth).
+    #[arg(long, env = env::RATE_BURST, requires = "rate_limit")]
+    rate_burst: Option<NonZeroU32>,
 }
 
 /// The failures `--fail` names; see `letterbox_bench::stub::Failure`.
@@ -70,11 +78,16 @@ impl Args {
             },
             None => Latency::Fixed(Duration::from_millis(self.latency_ms)),
         };
+        let rate_limit = self.rate_limit.map(|per_second| RateLimit {
+            per_second,
+            burst: self.rate_burst.unwrap_or(per_second),
+        });
         StubConfig {
             key: self.key,
             latency,
             model: self.model,
             failure,
+            rate_limit,
         }
     }
 
@@ -101,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     letterbox::telemetry::init_tracing();
     let addr = args.addr;
     let config = args.config();
-    tracing::info!(latency = ?config.latency, failure = ?config.failure, model = %config.model, "Starting the stub LLM");
+    tracing::info!(latency = ?config.latency, failure = ?config.failure, rate_limit = ?config.rate_limit, model = %config.model, "Starting the stub LLM");
     let handle = stub::spawn(config, addr).await?;
 
     let mut stdout = std::io::stdout().lock();

@@ -7,6 +7,9 @@
 //! every n-th after it fail, so a test knows which attempt a retry will see succeed. Besides error
 //! statuses, the stub fails the ways providers do mid-answer: a rate limit with each form of
 //! `Retry-After`, a call that is never answered, a stream cut short, an error event after a 200.
+//! A [`RateLimit`] makes it refuse calls over a steady rate with 429, as a provider enforces a
+//! key's requests per minute; [`StubHandle::rate_limited_count`] and
+//! [`StubHandle::letter_count`] tell a test how a client coped.
 //!
 //! - `mod.rs`: configuration, [`spawn`] and the handle tests hold.
 //! - `server.rs`: the routes, the recorder and the streaming response.
@@ -16,6 +19,7 @@ pub mod letter;
 mod server;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -42,6 +46,8 @@ pub mod env {
     pub const FAIL_EVERY: &str = "STUB_LLM_FAIL_EVERY";
     pub const FAIL: &str = "STUB_LLM_FAIL";
     pub const RETRY_AFTER: &str = "STUB_LLM_RETRY_AFTER";
+    pub const RATE_LIMIT: &str = "STUB_LLM_RATE_LIMIT";
+    pub const RATE_BURST: &str = "STUB_LLM_RATE_BURST";
 }
 
 /// What the stub accepts and how it behaves.
@@ -53,6 +59,25 @@ pub struct StubConfig {
     /// Reported in every answer, whatever model the request named.
     pub model: String,
     pub failure: Option<Failure>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Calls per second the stub answers; calls over that get 429 at once with the wait until the
+/// next would be accepted (GCRA: a steady rate, with up to `burst` calls at once after a pause).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl RateLimit {
+    /// `per_second`, with a burst of one second's worth of calls.
+    pub fn per_second(per_second: NonZeroU32) -> Self {
+        Self {
+            per_second,
+            burst: per_second,
+        }
+    }
 }
 
 impl StubConfig {
@@ -63,6 +88,7 @@ impl StubConfig {
             latency: Latency::ZERO,
             model: DEFAULT_MODEL.to_owned(),
             failure: None,
+            rate_limit: None,
         }
     }
 
@@ -90,6 +116,7 @@ impl std::fmt::Debug for StubConfig {
             .field("latency", &self.latency)
             .field("model", &self.model)
             .field("failure", &self.failure)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -248,6 +275,16 @@ impl StubHandle {
     /// Requests received since the start, including those no longer kept by `requests`.
     pub fn request_count(&self) -> usize {
         self.state.request_count()
+    }
+
+    /// Calls answered 429, by the rate limit or by an injected failure.
+    pub fn rate_limited_count(&self) -> u64 {
+        self.state.rate_limited_count()
+    }
+
+    /// Calls answered with a whole letter: past every check, with no injected failure.
+    pub fn letter_count(&self) -> u64 {
+        self.state.letter_count()
     }
 
     /// Replaces the accepted key from the next call on (a rotation at the provider).

@@ -1,8 +1,8 @@
 //! The stub's HTTP surface: `POST /v1/chat/completions` (also without `/v1`), `GET /v1/models`,
 //! `GET /healthz`, and OpenAI-shaped errors for everything else.
 //!
-//! Checks run in the provider's order: key, then body, then the injected failure, then the
-//! latency. Every request is recorded before any check can turn it away, because tests assert on
+//! Checks run in the provider's order: key, then body, then the rate limit, then the injected
+//! failure, then the latency. Every request is recorded before any check can turn it away, because tests assert on
 //! what was *sent*, including what a real provider would have refused.
 //!
 //! Failures that strike after a 200 (a cut stream, an error event) reuse the letter's own chunks
@@ -22,12 +22,14 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt as _;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::letter;
-use super::{CUT_AFTER_CHUNKS, Failure, Latency, RetryAfter, StubConfig};
+use super::{CUT_AFTER_CHUNKS, Failure, Latency, RateLimit, RetryAfter, StubConfig};
 
 /// How many requests the recorder keeps; a load test must not grow the stub without bound.
 const RECORD_LIMIT: usize = 1_000;
@@ -66,6 +68,12 @@ struct Inner {
     received: AtomicUsize,
     recorded: Mutex<VecDeque<RecordedRequest>>,
     completions: AtomicU64,
+    /// The rate calls are answered at, and the GCRA state enforcing it.
+    rate: Option<(RateLimit, DefaultDirectRateLimiter)>,
+    /// Calls answered 429, whatever said so.
+    rate_limited: AtomicU64,
+    /// Calls answered with a whole letter.
+    letters: AtomicU64,
     /// Jitter only needs to look random; a clock-seeded xorshift avoids a dependency.
     rng: Mutex<XorShift>,
     /// Cancelled when the stub stops; releases the calls a `Hang` holds.
@@ -84,6 +92,12 @@ impl StubState {
                 received: AtomicUsize::new(0),
                 recorded: Mutex::new(VecDeque::with_capacity(64)),
                 completions: AtomicU64::new(0),
+                rate: config.rate_limit.map(|limit| {
+                    let quota = Quota::per_second(limit.per_second).allow_burst(limit.burst);
+                    (limit, DefaultDirectRateLimiter::direct(quota))
+                }),
+                rate_limited: AtomicU64::new(0),
+                letters: AtomicU64::new(0),
                 rng: Mutex::new(XorShift::from_clock()),
                 stop: CancellationToken::new(),
             }),
@@ -98,6 +112,16 @@ impl StubState {
     /// Requests received since the start, including those no longer kept by `requests`.
     pub fn request_count(&self) -> usize {
         self.inner.received.load(Ordering::SeqCst)
+    }
+
+    /// Calls answered 429, by the rate limit or by an injected failure.
+    pub fn rate_limited_count(&self) -> u64 {
+        self.inner.rate_limited.load(Ordering::SeqCst)
+    }
+
+    /// Calls answered with a whole letter.
+    pub fn letter_count(&self) -> u64 {
+        self.inner.letters.load(Ordering::SeqCst)
     }
 
     /// Replaces the accepted key, as rotating it at a provider does: the old key stops working.
@@ -129,6 +153,21 @@ impl StubState {
         }
         recorded.push_back(request);
         self.inner.received.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `None` when the rate limit (if any) takes this call; else the limit and how long until
+    /// it would take one.
+    fn over_rate(&self) -> Option<(RateLimit, Duration)> {
+        let (limit, limiter) = self.inner.rate.as_ref()?;
+        let not_until = limiter.check().err()?;
+        Some((
+            *limit,
+            not_until.wait_time_from(DefaultClock::default().now()),
+        ))
+    }
+
+    fn count_rate_limited(&self) {
+        self.inner.rate_limited.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The failure this call answers, if it is one of the failing calls.
@@ -288,17 +327,29 @@ async fn chat_completions(
     if let Some(problem) = invalid(&request) {
         return api_error(StatusCode::BAD_REQUEST, problem, None);
     }
+    if let Some((limit, wait)) = state.over_rate() {
+        tracing::debug!(
+            wait_ms = wait.as_millis(),
+            "Refused a call over the rate limit"
+        );
+        state.count_rate_limited();
+        return over_rate(limit, wait);
+    }
     let failure = state.injected_failure();
     match failure {
         Some(Failure::Status { status, .. }) => {
             // Validated to be 400-599 when the failure was set.
             if let Ok(status) = StatusCode::from_u16(status) {
                 tracing::debug!(status = status.as_u16(), "Answered an injected failure");
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    state.count_rate_limited();
+                }
                 return injected_error(status);
             }
         }
         Some(Failure::RateLimited { retry_after, .. }) => {
             tracing::debug!(%retry_after, "Answered an injected rate limit");
+            state.count_rate_limited();
             return rate_limited(retry_after, SystemTime::now());
         }
         Some(Failure::Hang { .. }) => {
@@ -341,6 +392,7 @@ async fn chat_completions(
         }
         _ => {}
     }
+    state.inner.letters.fetch_add(1, Ordering::SeqCst);
     if stream {
         let include_usage = request
             .stream_options
@@ -639,6 +691,30 @@ fn rate_limited(retry_after: RetryAfter, now: SystemTime) -> Response {
     response
 }
 
+/// A call over the rate limit: 429 at once, with the wait until the next call would be taken,
+/// as OpenAI sends it: `retry-after-ms` exactly, `Retry-After` rounded up to whole seconds.
+fn over_rate(limit: RateLimit, wait: Duration) -> Response {
+    let millis = u64::try_from(wait.as_millis().max(1)).unwrap_or(u64::MAX);
+    let seconds = millis.div_ceil(1000);
+    let message = format!(
+        "Rate limit reached for requests (limit: {}/s). Please try again in {millis}ms.",
+        limit.per_second
+    );
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &message,
+        "rate_limit_exceeded",
+        Some("rate_limit_exceeded"),
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    headers.insert(
+        HeaderName::from_static("retry-after-ms"),
+        HeaderValue::from(millis),
+    );
+    response
+}
+
 /// The header that carries `retry_after`, as of `now`.
 fn retry_after_header(
     retry_after: RetryAfter,
@@ -852,6 +928,35 @@ mod tests {
             "Sun, 06 Nov 1994 08:49:39 GMT"
         );
         assert!(response.headers().get("retry-after-ms").is_none());
+    }
+
+    #[test]
+    fn a_call_over_the_rate_gets_the_exact_wait_and_whole_seconds() {
+        let limit = RateLimit::per_second(std::num::NonZeroU32::new(20).unwrap());
+        let response = over_rate(limit, Duration::from_millis(1250));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after-ms"], "1250");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        // A wait under a millisecond is still a wait.
+        let response = over_rate(limit, Duration::from_micros(300));
+        assert_eq!(response.headers()["retry-after-ms"], "1");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn the_rate_limit_takes_a_burst_then_refuses() {
+        let mut config = StubConfig::new("k");
+        // One a second: within this test, nothing is earned back after the burst of three.
+        config.rate_limit = Some(RateLimit {
+            per_second: std::num::NonZeroU32::new(1).unwrap(),
+            burst: std::num::NonZeroU32::new(3).unwrap(),
+        });
+        let state = StubState::new(config);
+        let refused: Vec<bool> = (0..4).map(|_| state.over_rate().is_some()).collect();
+        assert_eq!(refused, [false, false, false, true]);
+        let (_, wait) = state.over_rate().unwrap();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(StubState::new(StubConfig::new("k")).over_rate().is_none());
     }
 
     #[test]
