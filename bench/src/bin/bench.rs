@@ -102,12 +102,20 @@ struct Args {
     /// Worker threads of the stub's own runtime.
     #[arg(long, env = "LETTERBOX_BENCH_STUB_THREADS", default_value_t = 2)]
     stub_threads: usize,
+    /// Ask direct and LiteLLM for streamed answers, as a worker asks the stub (default: whole
+    /// answers, as the ingress's client gets its letter).
+    #[arg(long, env = "LETTERBOX_BENCH_PEER_STREAM")]
+    peer_stream: bool,
     /// Where the JSON and the plots go.
     #[arg(long, env = "LETTERBOX_BENCH_OUT", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out: PathBuf,
     /// The files' name: <out>/<name>.json, <out>/<name>-<phase>.svg.
     #[arg(long, env = "LETTERBOX_BENCH_NAME", default_value = "bench")]
     name: String,
+    /// More environment for the ingress and the workers, NAME=VALUE (repeatable), for
+    /// experiments such as MALLOC_ARENA_MAX=2.
+    #[arg(long, value_parser = parse_env)]
+    fleet_env: Vec<(String, String)>,
     /// Keep the run's directory (logs, broker data) afterwards.
     #[arg(long, env = "LETTERBOX_BENCH_KEEP")]
     keep: bool,
@@ -213,8 +221,17 @@ impl Args {
             warmup: Duration::from_secs_f64(self.warmup_secs),
             duration: Duration::from_secs_f64(self.duration_secs),
             stub_threads: self.stub_threads,
+            fleet_env: self.fleet_env,
+            peer_stream: self.peer_stream,
             phases,
         })
+    }
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
     }
 }
 

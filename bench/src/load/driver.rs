@@ -10,8 +10,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::clock::ProviderClock;
-use super::rss::{PeakRss, Watched};
-use super::schedule::{Mode, Schedule, Window};
+use super::rss::{CpuSnapshot, PeakRss, Watched};
+use super::schedule::{Mode, Schedule, Window, ramp_start};
 use super::stats::{Outcome, Sample, StepResult, summarize};
 use super::target::{Attempt, Target};
 
@@ -73,6 +73,8 @@ pub async fn run(step: Step<'_>) -> StepResult {
     let end = started + step.window.to;
     let progress = progress_bar(&step.label, step.window.to);
     let mut peaks = PeakRss::default();
+    // CPU times when the window opens and when it closes, and when each was read.
+    let mut cpu: [Option<(Instant, CpuSnapshot)>; 2] = [None, None];
     let load = send(&step, started, end, Arc::clone(&live));
     tokio::pin!(load);
     let records = loop {
@@ -81,6 +83,16 @@ pub async fn run(step: Step<'_>) -> StepResult {
             () = tokio::time::sleep(TICK) => {
                 peaks.sample(&step.watched);
                 let elapsed = started.elapsed();
+                let slot = if elapsed < step.window.from {
+                    None
+                } else if elapsed < step.window.to {
+                    cpu[0].is_none().then_some(0)
+                } else {
+                    cpu[1].is_none().then_some(1)
+                };
+                if let Some(slot) = slot {
+                    cpu[slot] = Some((Instant::now(), CpuSnapshot::take(&step.watched)));
+                }
                 progress.set_position(elapsed.min(step.window.to).as_millis() as u64);
                 let phase = if elapsed < step.window.from {
                     "warm-up"
@@ -112,7 +124,22 @@ pub async fn run(step: Step<'_>) -> StepResult {
             outcome: record.attempt.outcome,
         })
         .collect();
-    summarize(step.mode, step.window, &samples, &peaks.peaks)
+    let mut result = summarize(step.mode, step.window, &samples, &peaks.peaks);
+    if let [Some((opened, first)), Some((closed, last))] = &cpu {
+        result.cpu_percent = first.usage(last, closed.duration_since(*opened).as_secs_f64());
+        if result.throughput_rps > 0.0 {
+            // A core fully busy for a second is 1,000 ms of CPU.
+            result.cpu_ms_per_letter = result
+                .cpu_percent
+                .iter()
+                .map(|(name, percent)| {
+                    let ms = percent * 10.0 / result.throughput_rps;
+                    (name.clone(), (ms * 1000.0).round() / 1000.0)
+                })
+                .collect();
+        }
+    }
+    result
 }
 
 fn progress_bar(label: &str, length: Duration) -> ProgressBar {
@@ -130,7 +157,9 @@ fn progress_bar(label: &str, length: Duration) -> ProgressBar {
 async fn send(step: &Step<'_>, started: Instant, end: Instant, live: Arc<Live>) -> Vec<Record> {
     match step.mode {
         Mode::Closed { users } => {
-            closed(&step.target, users, started, end, &step.serials, live).await
+            // Over the first half of the warm-up, so the window sees them all at work.
+            let ramp = step.window.from / 2;
+            closed(&step.target, users, ramp, started, end, &step.serials, live).await
         }
         Mode::Open { rate } => match Schedule::new(rate) {
             Some(schedule) => {
@@ -149,19 +178,23 @@ async fn send(step: &Step<'_>, started: Instant, end: Instant, live: Arc<Live>) 
     }
 }
 
-/// `users` users, each sending its next request when the last is answered, until `end`.
+/// `users` users, each sending its next request when the last is answered, until `end`; they
+/// start spread over `ramp`.
 async fn closed(
     target: &Arc<Target>,
     users: usize,
+    ramp: Duration,
     started: Instant,
     end: Instant,
     serials: &Arc<AtomicU64>,
     live: Arc<Live>,
 ) -> Vec<Record> {
     let mut set = JoinSet::new();
-    for _ in 0..users {
+    for user in 0..users {
         let (target, serials, live) = (Arc::clone(target), Arc::clone(serials), Arc::clone(&live));
+        let first = started + ramp_start(user, users, ramp);
         set.spawn(async move {
+            tokio::time::sleep_until(first.into()).await;
             let mut records = Vec::new();
             while Instant::now() < end {
                 let serial = serials.fetch_add(1, Ordering::Relaxed);

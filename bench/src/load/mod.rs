@@ -48,7 +48,7 @@ use clock::{Front, ProviderClock};
 use floor::{Floor, FloorConfig};
 use litellm::LiteLlm;
 use report::{PhaseResult, Report, Row};
-use rss::Watched;
+use rss::{Scope, Watched};
 use schedule::{Mode, Window};
 use target::{HttpTarget, System, Target};
 use workload::Workload;
@@ -59,6 +59,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// A request's deadline at the ingress (its default), and the workers' LLM timeout under it.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const LLM_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The stub's accept queue (the kernel caps it at `net.core.somaxconn`, 4096 by default).
+const ACCEPT_BACKLOG: u32 = 4096;
 
 /// How long a client waits beyond the ingress's deadline before it gives up.
 const CLIENT_MARGIN: Duration = Duration::from_secs(10);
@@ -98,6 +101,10 @@ pub struct Settings {
     pub duration: Duration,
     /// Worker threads of the stub's own runtime.
     pub stub_threads: usize,
+    /// Ask the peers (direct, LiteLLM) for streamed answers, as a worker asks the stub.
+    pub peer_stream: bool,
+    /// More variables for the ingress and the workers (an experiment's `MALLOC_ARENA_MAX`, …).
+    pub fleet_env: Vec<(String, String)>,
     pub phases: Vec<Phase>,
 }
 
@@ -108,6 +115,8 @@ impl Settings {
             "warmup_s": self.warmup.as_secs_f64(),
             "duration_s": self.duration.as_secs_f64(),
             "stub_threads": self.stub_threads,
+            "peer_stream": self.peer_stream,
+            "fleet_env": self.fleet_env.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>(),
             "litellm_workers": self.litellm_workers,
             "job_timeout_ms": JOB_TIMEOUT.as_millis() as u64,
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -192,19 +201,28 @@ impl StubServer {
         let clock = ProviderClock::default();
         let (router, state) = stub::router(stub_config(&key, latency))?;
         let front = Front::new(router, clock.clone());
-        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .context("could not bind the stub")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let app = front.app();
-        let stopped = stop.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("stub")
             .enable_all()
             .build()
             .context("could not build the stub's runtime")?;
+        // A deep accept queue: a thousand clients connecting at once must not overflow it, or
+        // the kernel drops their SYNs and they retry a second later, which would be charged to
+        // whichever system opened those connections (std's listener allows 128).
+        // Made on the caller's runtime and handed to the stub's as a plain socket.
+        let listener = {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            socket
+                .listen(ACCEPT_BACKLOG)
+                .context("could not bind the stub")?
+                .into_std()?
+        };
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let app = front.app();
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("stub".to_owned())
             .spawn(move || {
@@ -351,6 +369,36 @@ impl Bench {
         })
     }
 
+    /// The bench itself (load, stub, floor) and the broker, watched in every step: on a shared
+    /// box their CPU use is part of the picture.
+    fn always_watched(&self) -> Vec<Watched> {
+        let mut watched = vec![
+            Watched {
+                name: "bench".to_owned(),
+                pid: std::process::id(),
+                scope: Scope::Process,
+            },
+            // Part of the bench's figure: the stub's own runtime.
+            Watched {
+                name: "bench:stub".to_owned(),
+                pid: std::process::id(),
+                scope: Scope::Threads("stub".to_owned()),
+            },
+        ];
+        let pid_file = self.dir.join("rabbitmq").join("rabbitmq.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            watched.push(Watched {
+                name: "rabbitmq".to_owned(),
+                pid,
+                scope: Scope::Tree,
+            });
+        }
+        watched
+    }
+
     fn workload_sizes(&self) -> serde_json::Value {
         let (system, user, letter) = self.workload.sizes();
         json!({
@@ -381,7 +429,8 @@ impl Bench {
         };
         println!("{}", result.title());
         for &system in &phase.systems {
-            let (target, watched) = self.prepare(system, phase, settings).await?;
+            let (target, mut watched) = self.prepare(system, phase, settings).await?;
+            watched.extend(self.always_watched());
             let target = Arc::new(target);
             for &mode in &phase.loads {
                 let step = driver::Step {
@@ -434,18 +483,19 @@ impl Bench {
         let connections = 1024;
         match system {
             System::Letterbox => {
-                let fleet = self.fleet(phase).await?;
+                let fleet = self.fleet(phase, &settings.fleet_env).await?;
                 let watched = fleet
                     .pids()
                     .into_iter()
                     .map(|(name, pid)| Watched {
                         name,
                         pid,
-                        with_children: false,
+                        scope: Scope::Process,
                     })
                     .collect();
                 let target = HttpTarget::new(
                     system,
+                    settings.peer_stream,
                     &fleet.base_url(),
                     self.submit_token.clone(),
                     Arc::clone(&self.workload),
@@ -462,6 +512,7 @@ impl Bench {
             System::Direct => {
                 let target = HttpTarget::new(
                     system,
+                    settings.peer_stream,
                     &self.stub.base_url,
                     self.stub.key.clone(),
                     Arc::clone(&self.workload),
@@ -490,6 +541,7 @@ impl Bench {
                 };
                 let target = HttpTarget::new(
                     system,
+                    settings.peer_stream,
                     &proxy.base_url(),
                     proxy.master_key().to_owned(),
                     Arc::clone(&self.workload),
@@ -499,7 +551,7 @@ impl Bench {
                 let watched = vec![Watched {
                     name: "litellm".to_owned(),
                     pid: proxy.pid(),
-                    with_children: true,
+                    scope: Scope::Tree,
                 }];
                 Ok((Target::Http(target), watched))
             }
@@ -507,7 +559,11 @@ impl Bench {
     }
 
     /// The fleet in the phase's shape, started (or restarted) and ready.
-    async fn fleet(&mut self, phase: &Phase) -> anyhow::Result<&Fleet> {
+    async fn fleet(
+        &mut self,
+        phase: &Phase,
+        fleet_env: &[(String, String)],
+    ) -> anyhow::Result<&Fleet> {
         let shape = (phase.consumers, phase.concurrency, phase.adaptive);
         if self.fleet.as_ref().is_some_and(|(now, _)| *now != shape)
             && let Some((_, fleet)) = self.fleet.take()
@@ -534,7 +590,7 @@ impl Bench {
                 secret_cache_ttl_secs: 300,
                 shutdown_grace: Duration::from_secs(10),
                 consumers: phase.consumers,
-                extra_env: vec![
+                extra_env: [
                     (
                         letterbox::env::CONCURRENCY.to_owned(),
                         phase.concurrency.to_string(),
@@ -543,7 +599,10 @@ impl Bench {
                         letterbox::env::ADAPTIVE_CONCURRENCY.to_owned(),
                         phase.adaptive.to_string(),
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(fleet_env.iter().cloned())
+                .collect(),
             })?;
             self.fleet = Some((shape, fleet));
             self.wait_until_ready().await?;
@@ -562,6 +621,7 @@ impl Bench {
         };
         let probe = HttpTarget::new(
             System::Letterbox,
+            false,
             &fleet.base_url(),
             self.submit_token.clone(),
             Arc::clone(&self.workload),

@@ -69,6 +69,17 @@ impl Window {
     }
 }
 
+/// When closed-loop user `user` of `users` sends its first request: the users start evenly
+/// spread over `ramp`, so they arrive as independent users do. Started together, with a provider
+/// of fixed latency, they would stay in lockstep and send every request in bursts of N, which
+/// measures how a queue drains a burst rather than what a request costs.
+pub fn ramp_start(user: usize, users: usize, ramp: Duration) -> Duration {
+    if users == 0 {
+        return Duration::ZERO;
+    }
+    ramp.mul_f64(user as f64 / users as f64)
+}
+
 /// The open loop's timetable: request `index` is due `index / rate` seconds after the start.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Schedule {
@@ -123,6 +134,14 @@ mod tests {
         assert_eq!(slow.due(3), ms(6000));
         assert_eq!(Schedule::new(0.0), None);
         assert_eq!(Schedule::new(f64::NAN), None);
+    }
+
+    #[test]
+    fn closed_loop_users_start_spread_over_the_ramp() {
+        let starts: Vec<Duration> = (0..4).map(|user| ramp_start(user, 4, ms(2000))).collect();
+        assert_eq!(starts, [ms(0), ms(500), ms(1000), ms(1500)]);
+        assert_eq!(ramp_start(0, 0, ms(2000)), ms(0));
+        assert_eq!(ramp_start(3, 4, Duration::ZERO), ms(0));
     }
 
     #[test]

@@ -166,6 +166,11 @@ pub struct StepResult {
     pub overhead_missing: u64,
     /// The largest resident set size sampled during the step, per process, in MiB.
     pub peak_rss_mib: BTreeMap<String, f64>,
+    /// CPU use during the measured window, per process, in percent of one core; `machine` is
+    /// every process on the box (200% is both cores busy).
+    pub cpu_percent: BTreeMap<String, f64>,
+    /// The same as CPU milliseconds per letter of the window.
+    pub cpu_ms_per_letter: BTreeMap<String, f64>,
 }
 
 /// Reduces the samples of one step to its result.
@@ -230,6 +235,8 @@ pub fn summarize(
             .iter()
             .map(|(name, kib)| (name.clone(), *kib as f64 / 1024.0))
             .collect(),
+        cpu_percent: BTreeMap::new(),
+        cpu_ms_per_letter: BTreeMap::new(),
     }
 }
 

@@ -78,6 +78,8 @@ impl Target {
 /// A system reached over HTTP.
 pub struct HttpTarget {
     system: System,
+    /// Ask a peer for a streamed answer, as a worker does.
+    stream: bool,
     http: reqwest::Client,
     url: String,
     token: String,
@@ -89,6 +91,7 @@ impl HttpTarget {
     /// `connections` the most the step opens at once.
     pub fn new(
         system: System,
+        stream: bool,
         base: &str,
         token: String,
         workload: Arc<Workload>,
@@ -108,6 +111,7 @@ impl HttpTarget {
             .context("could not build the load's HTTP client")?;
         Ok(Self {
             system,
+            stream: stream && system != System::Letterbox,
             http,
             url,
             token,
@@ -118,7 +122,7 @@ impl HttpTarget {
     pub async fn send(&self, serial: u64) -> Attempt {
         let body = match self.system {
             System::Letterbox => self.workload.ingress_body(serial),
-            _ => self.workload.completion_body(serial, false),
+            _ => self.workload.completion_body(serial, self.stream),
         };
         let response = match self
             .http
@@ -136,8 +140,30 @@ impl HttpTarget {
             Ok(bytes) => bytes,
             Err(error) => return Attempt::failed(failure(&error)),
         };
+        if self.stream && status == 200 {
+            return read_stream(&bytes);
+        }
         let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         read_answer(self.system, status, &json)
+    }
+}
+
+/// A streamed answer is a letter when it carries content and ends with `[DONE]`, as a worker
+/// requires.
+fn read_stream(body: &[u8]) -> Attempt {
+    let text = String::from_utf8_lossy(body);
+    let finished = text.trim_end().ends_with("data: [DONE]");
+    let outcome = if finished && text.contains("\"content\":\"") {
+        Outcome::Letter
+    } else {
+        Outcome::Refused {
+            status: 200,
+            code: "stream_incomplete".to_owned(),
+        }
+    };
+    Attempt {
+        outcome,
+        reported_provider: None,
     }
 }
 
@@ -202,6 +228,20 @@ mod tests {
         let attempt = read_answer(System::Litellm, 200, &openai);
         assert_eq!(attempt.outcome, Outcome::Letter);
         assert_eq!(attempt.reported_provider, None);
+    }
+
+    #[test]
+    fn a_stream_counts_only_when_it_has_content_and_is_finished() {
+        let whole = b"data: {\"choices\":[{\"delta\":{\"content\":\"Dear\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(read_stream(whole).outcome, Outcome::Letter);
+        let cut = b"data: {\"choices\":[{\"delta\":{\"content\":\"Dear\"}}]}\n\n";
+        assert_eq!(
+            read_stream(cut).outcome,
+            Outcome::Refused {
+                status: 200,
+                code: "stream_incomplete".to_owned()
+            }
+        );
     }
 
     #[test]
