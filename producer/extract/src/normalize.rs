@@ -2,7 +2,7 @@
 //! clients paste directly. What comes out is what the prompt receives, so anything invisible to a
 //! human reader (icon-font glyphs, zero-width characters, control codes) is removed here.
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// Cleans text for a prompt: Unicode NFC, ligatures spelled out, invisible and private-use
 /// characters removed, Unicode spaces made plain, line endings unified, letter-spaced lines
@@ -10,7 +10,11 @@ use unicode_normalization::UnicodeNormalization;
 /// a row, no leading or trailing blank space.
 pub fn normalize(text: &str) -> String {
     let cleaned = clean_chars(text);
-    let composed: String = cleaned.nfc().collect();
+    // Most text (all ASCII, most Latin text) is NFC already; a quick check saves composing it.
+    let composed = match is_nfc_quick(cleaned.chars()) {
+        IsNormalized::Yes => cleaned,
+        IsNormalized::No | IsNormalized::Maybe => cleaned.nfc().collect(),
+    };
 
     let mut out = String::with_capacity(composed.len());
     let mut blank_run = 0usize;
