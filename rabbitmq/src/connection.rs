@@ -69,6 +69,22 @@ fn read_ca(path: &Path) -> Result<String, BrokerError> {
     Ok(pem)
 }
 
+/// The largest frame Letterbox asks for unless `AMQP_URL` says otherwise (`?frame_max=`). lapin
+/// keeps a receive and a send buffer of 32 frames per connection: at the broker's default of
+/// 128 KiB that is 8 MiB a connection, most of an idle process's memory, while a job is a few
+/// kilobytes (a larger one simply travels in several frames).
+pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
+
+/// `url` parsed, with [`DEFAULT_FRAME_MAX`] when it names no frame size. The error never
+/// repeats the URL, which may hold a password.
+fn amqp_uri(url: &str) -> Result<lapin::uri::AMQPUri, BrokerError> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|_| BrokerError::InvalidUrl)?;
+    if uri.query.frame_max.is_none() {
+        uri.query.frame_max = Some(DEFAULT_FRAME_MAX);
+    }
+    Ok(uri)
+}
+
 /// Opens a connection named `name` (shown in the broker's management UI), giving up after
 /// `timeout`: lapin has no connect timeout of its own.
 pub async fn connect(
@@ -82,9 +98,10 @@ pub async fn connect(
         cert_chain: endpoint.ca_pem.clone(),
     };
     let runtime = lapin::runtime::default_runtime()?;
+    let uri = amqp_uri(endpoint.url.expose_secret())?;
     tokio::time::timeout(
         timeout,
-        Connection::connect_with_config(endpoint.url.expose_secret(), properties, tls, runtime),
+        Connection::connect_uri_with_config(uri, properties, tls, runtime),
     )
     .await
     .map_err(|_| BrokerError::Timeout(timeout))?
@@ -130,6 +147,16 @@ mod tests {
         assert!(endpoint("AMQPS://broker").is_tls());
         assert!(!endpoint("amqp://u:p@broker:5672/%2f").is_tls());
         assert!(!endpoint("amqp").is_tls());
+    }
+
+    #[test]
+    fn the_frame_size_is_small_unless_the_url_names_one() {
+        let uri = amqp_uri("amqp://u:p@broker:5672/%2f").unwrap();
+        assert_eq!(uri.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        let uri = amqp_uri("amqp://u:p@broker:5672/%2f?frame_max=131072").unwrap();
+        assert_eq!(uri.query.frame_max, Some(131_072));
+        let error = amqp_uri("http://u:secret@broker").unwrap_err().to_string();
+        assert!(!error.contains("secret"), "{error}");
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 pub enum BrokerError {
     #[error("cannot use the CA certificate file {path} (LETTERBOX_AMQP_CA_CERT): {reason}")]
     InvalidCa { path: String, reason: String },
+    #[error("AMQP_URL is not an amqp:// or amqps:// URL")]
+    InvalidUrl,
     #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the broker refused the message (the queue is full)")]
@@ -32,7 +34,10 @@ impl BrokerError {
     /// True when a later attempt may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::TopologyMismatch { .. } | Self::InvalidCa { .. } | Self::Codec(_) => false,
+            Self::TopologyMismatch { .. }
+            | Self::InvalidCa { .. }
+            | Self::InvalidUrl
+            | Self::Codec(_) => false,
             Self::Seal(error) => error.is_transient(),
             _ => true,
         }
