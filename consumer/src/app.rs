@@ -164,8 +164,8 @@ impl ConsumerApp {
             max_deliveries: settings.broker.max_deliveries,
             work_budget_ms: settings.broker_ack_timeout_ms.saturating_sub(60_000),
             answered: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(crate::worker::ANSWERED_FOR)
+                .max_capacity(crate::worker::ANSWERED_CAPACITY)
+                .expire_after(crate::worker::UntilDeadline)
                 .build(),
             limiter: limiter.clone(),
         });

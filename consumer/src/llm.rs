@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::prompt::Prompt;
 
@@ -107,6 +106,21 @@ struct Message {
     content: Option<String>,
 }
 
+/// A chat-completions request, borrowing the prompt.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: [ChatMessage<'a>; 2],
+    max_tokens: u32,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
 #[derive(Deserialize)]
 struct ErrorEnvelope {
     error: ErrorBody,
@@ -149,22 +163,32 @@ impl LlmClient {
         timeout: Duration,
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
-        let body = json!({
-            "model": self.model,
-            "messages": [
-                { "role": "system", "content": prompt.system },
-                { "role": "user", "content": prompt.user },
+        // Serialised straight from the prompt: no second copy of the documents is held while
+        // the provider writes.
+        let body = serde_json::to_vec(&ChatRequest {
+            model: &self.model,
+            messages: [
+                ChatMessage {
+                    role: "system",
+                    content: &prompt.system,
+                },
+                ChatMessage {
+                    role: "user",
+                    content: &prompt.user,
+                },
             ],
-            "max_tokens": max_tokens,
+            max_tokens,
             // Streamed, so a provider cut off mid-letter is told apart from a short letter.
-            "stream": true,
-        });
+            stream: true,
+        })
+        .map_err(|_| LlmError::InvalidResponse("the request could not be encoded"))?;
         let exchange = async {
             let response = self
                 .http
                 .post(&self.endpoint)
                 .bearer_auth(key.expose_secret())
-                .json(&body)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
                 .send()
                 .await
                 .map_err(|error| {

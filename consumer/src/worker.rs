@@ -28,9 +28,10 @@ pub struct Worker {
     /// Set with `LETTERBOX_AUTH=tokens`: a job that is not sealed did not come from an ingress
     /// (which always seals then), so it is refused rather than answered.
     pub(crate) require_sealed: bool,
-    /// Jobs this worker has answered (reply confirmed), for ten minutes: a redelivery or a
-    /// replay of one is acked without a second LLM call.
-    pub(crate) answered: moka::future::Cache<Uuid, ()>,
+    /// Jobs this worker has answered (reply confirmed), each until its deadline: a redelivery
+    /// or a replay of one is acked without a second LLM call. Past the deadline the job is
+    /// expired, which also spares the call, so remembering it longer would only cost memory.
+    pub(crate) answered: moka::future::Cache<Uuid, u64>,
     /// Attempts at the LLM per job, the first included.
     pub(crate) max_attempts: u32,
     /// Deliveries of one job before it is parked (`LETTERBOX_MAX_DELIVERIES`).
@@ -49,8 +50,31 @@ const RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_s
 const MIN_ATTEMPT_MS: u64 = 250;
 const MIN_ATTEMPT: Duration = Duration::from_millis(MIN_ATTEMPT_MS);
 
-/// How long an answered job id is remembered.
-pub const ANSWERED_FOR: Duration = Duration::from_secs(600);
+/// How long past its deadline an answered job id is still remembered.
+const ANSWERED_MARGIN: Duration = Duration::from_secs(5);
+/// Answered job ids remembered at most (a bound on memory, far above what deadlines leave:
+/// 1,000 letters a second with 30 s deadlines keep about 35,000).
+pub const ANSWERED_CAPACITY: u64 = 100_000;
+
+/// Keeps an answered job id (valued with its deadline, ms since the epoch) until the deadline
+/// has passed.
+pub struct UntilDeadline;
+
+impl moka::Expiry<Uuid, u64> for UntilDeadline {
+    fn expire_after_create(
+        &self,
+        _job_id: &Uuid,
+        deadline_ms: &u64,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(remembered_for(*deadline_ms, letterbox::time::now_ms()))
+    }
+}
+
+/// How long an id answered at `now_ms` is remembered: until its deadline, plus a margin.
+fn remembered_for(deadline_ms: u64, now_ms: u64) -> Duration {
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms)) + ANSWERED_MARGIN
+}
 
 /// What becomes of a delivery once the worker is done with it.
 #[derive(Debug, PartialEq, Eq)]
@@ -159,7 +183,7 @@ impl Worker {
             .await
         {
             Ok(()) => {
-                self.answered.insert(job.id, ()).await;
+                self.answered.insert(job.id, job.deadline_ms).await;
                 let processing = started.elapsed();
                 self.metrics.jobs.inc(label);
                 self.metrics.processing.record(processing);
@@ -375,5 +399,20 @@ pub async fn settle(
     if let Err(error) = result {
         // The channel is gone: the broker requeues the delivery by itself.
         tracing::warn!(%error, ?disposition, "Could not settle a delivery");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answered_job_is_remembered_until_its_deadline_and_a_margin() {
+        assert_eq!(
+            remembered_for(1_000_030_000, 1_000_000_000),
+            Duration::from_secs(35)
+        );
+        // Answered after its deadline (a slow reply confirm): only the margin.
+        assert_eq!(remembered_for(1_000, 5_000), Duration::from_secs(5));
     }
 }
