@@ -135,21 +135,8 @@ impl Args {
                 .all(|rate| rate.is_finite() && *rate > 0.0),
             "--rates must be positive"
         );
-        let bin_dir = match self.bin_dir {
-            Some(dir) => dir,
-            None => std::env::current_exe()?
-                .parent()
-                .map(PathBuf::from)
-                .ok_or_else(|| anyhow::anyhow!("cannot tell where the binaries are"))?,
-        };
-        let bao = self.bao.unwrap_or_else(|| {
-            let installed = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/bao"));
-            if installed.is_file() {
-                installed
-            } else {
-                PathBuf::from("bao")
-            }
-        });
+        let bin_dir = letterbox_bench::bin_dir(self.bin_dir)?;
+        let bao = letterbox_bench::bao_binary(self.bao);
         let mut systems = self.systems;
         if systems.contains(&System::Litellm)
             && let Err(error) = LiteLlm::executable(&self.litellm_venv)

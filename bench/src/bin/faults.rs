@@ -57,21 +57,8 @@ struct Args {
 
 impl Args {
     fn settings(self) -> anyhow::Result<Settings> {
-        let bin_dir = match self.bin_dir {
-            Some(dir) => dir,
-            None => std::env::current_exe()?
-                .parent()
-                .map(PathBuf::from)
-                .ok_or_else(|| anyhow::anyhow!("cannot tell where the binaries are"))?,
-        };
-        let bao = self.bao.unwrap_or_else(|| {
-            let installed = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/bao"));
-            if installed.is_file() {
-                installed
-            } else {
-                PathBuf::from("bao")
-            }
-        });
+        let bin_dir = letterbox_bench::bin_dir(self.bin_dir)?;
+        let bao = letterbox_bench::bao_binary(self.bao);
         let mut settings = if self.short {
             Settings::short(bin_dir, bao)
         } else {

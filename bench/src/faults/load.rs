@@ -184,14 +184,7 @@ impl Load {
 }
 
 fn lost(error: &reqwest::Error) -> Answer {
-    let reason = if error.is_timeout() {
-        "client timeout"
-    } else if error.is_connect() {
-        "connection refused"
-    } else if error.is_body() || error.is_decode() {
-        "body cut"
-    } else {
-        "connection closed"
-    };
-    Answer::Lost { reason }
+    Answer::Lost {
+        reason: crate::failure_reason(error),
+    }
 }

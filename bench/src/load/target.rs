@@ -133,12 +133,12 @@ impl HttpTarget {
             .await
         {
             Ok(response) => response,
-            Err(error) => return Attempt::failed(failure(&error)),
+            Err(error) => return Attempt::failed(crate::failure_reason(&error)),
         };
         let status = response.status().as_u16();
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
-            Err(error) => return Attempt::failed(failure(&error)),
+            Err(error) => return Attempt::failed(crate::failure_reason(&error)),
         };
         if self.stream && status == 200 {
             return read_stream(&bytes);
@@ -198,18 +198,6 @@ fn read_answer(system: System, status: u16, json: &Value) -> Attempt {
             code: code.to_owned(),
         },
         reported_provider: None,
-    }
-}
-
-fn failure(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "client timeout"
-    } else if error.is_connect() {
-        "connection refused"
-    } else if error.is_body() || error.is_decode() {
-        "body cut"
-    } else {
-        "connection closed"
     }
 }
 

@@ -8,7 +8,9 @@
 //! answers whatever it is sent. `Length:` and `Language:` are understood by the worker's prompt
 //! but not acted on; the stub always writes the same short English letter.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 /// The documents and instructions found in a prompt.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -245,14 +247,19 @@ struct Occurrence<'a> {
 }
 
 /// Candidate keywords of a document, keyed by their lowercase form.
-fn vocabulary(text: &str) -> HashMap<String, Occurrence<'_>> {
-    let mut words: HashMap<String, Occurrence<'_>> = HashMap::new();
+fn vocabulary(text: &str) -> HashMap<Cow<'_, str>, Occurrence<'_>> {
+    let mut words: HashMap<Cow<'_, str>, Occurrence<'_>> = HashMap::new();
     for (index, word) in tokens(text).enumerate() {
         if word.chars().filter(|c| c.is_alphabetic()).count() < 3 {
             continue;
         }
-        let key = word.to_lowercase();
-        if STOP_WORDS.contains(&key.as_str()) {
+        // Most words are lowercase already: no copy for them.
+        let key = if word.chars().any(char::is_uppercase) {
+            Cow::Owned(word.to_lowercase())
+        } else {
+            Cow::Borrowed(word)
+        };
+        if stop_words().contains(key.as_ref()) {
             continue;
         }
         let capitalised = word.chars().next().is_some_and(char::is_uppercase);
@@ -303,6 +310,13 @@ fn is_technical(word: &str) -> bool {
 }
 
 /// Words that any resume and any job post share, so they say nothing about the match.
+/// [`STOP_WORDS`] as a set: the stub looks every word of every prompt up in it.
+fn stop_words() -> &'static HashSet<&'static str> {
+    static SET: LazyLock<HashSet<&'static str>> =
+        LazyLock::new(|| STOP_WORDS.iter().copied().collect());
+    &SET
+}
+
 const STOP_WORDS: &[&str] = &[
     // Function words.
     "about",
