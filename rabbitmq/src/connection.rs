@@ -79,6 +79,17 @@ pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
 /// repeats the URL, which may hold a password.
 fn amqp_uri(url: &str) -> Result<lapin::uri::AMQPUri, BrokerError> {
     let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|_| BrokerError::InvalidUrl)?;
+    // The URI parser takes the host from a domain name only: for an IP address it would fall
+    // back to `localhost`, connecting somewhere else than the URL says. The host is taken here.
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|parsed| parsed.host().map(|host| host.to_owned()))
+    {
+        Some(url::Host::Ipv4(address)) => uri.authority.host = address.to_string(),
+        Some(url::Host::Ipv6(address)) => uri.authority.host = address.to_string(),
+        Some(url::Host::Domain(_)) => {}
+        None => return Err(BrokerError::InvalidUrl),
+    }
     if uri.query.frame_max.is_none() {
         uri.query.frame_max = Some(DEFAULT_FRAME_MAX);
     }
@@ -157,6 +168,18 @@ mod tests {
         assert_eq!(uri.query.frame_max, Some(131_072));
         let error = amqp_uri("http://u:secret@broker").unwrap_err().to_string();
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn the_host_is_the_one_the_url_names() {
+        let host = |url: &str| amqp_uri(url).unwrap().authority.host;
+        assert_eq!(host("amqp://u:p@10.0.0.5:5672/%2f"), "10.0.0.5");
+        assert_eq!(host("amqp://u:p@[::1]:5672/%2f"), "::1");
+        assert_eq!(
+            host("amqps://u:p@broker.internal:5671/%2f"),
+            "broker.internal"
+        );
+        assert_eq!(host("amqp://u:p@127.0.0.1:5672/%2f"), "127.0.0.1");
     }
 
     #[test]

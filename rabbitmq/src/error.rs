@@ -5,7 +5,10 @@ use std::time::Duration;
 pub enum BrokerError {
     #[error("cannot use the CA certificate file {path} (LETTERBOX_AMQP_CA_CERT): {reason}")]
     InvalidCa { path: String, reason: String },
-    #[error("AMQP_URL is not an amqp:// or amqps:// URL")]
+    #[error(
+        "AMQP_URL cannot be read: it needs amqp:// or amqps://, a host, and numbers where a port \
+         or a query parameter (frame_max, heartbeat, …) takes one"
+    )]
     InvalidUrl,
     #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
