@@ -71,9 +71,14 @@ impl moka::Expiry<Uuid, u64> for UntilDeadline {
     }
 }
 
-/// How long an id answered at `now_ms` is remembered: until its deadline, plus a margin.
+/// The longest an answered job id is remembered, whatever its deadline.
+const ANSWERED_AT_MOST: Duration = Duration::from_secs(600);
+
+/// How long an id answered at `now_ms` is remembered: until its deadline, plus a margin, and
+/// never more than [`ANSWERED_AT_MOST`].
 fn remembered_for(deadline_ms: u64, now_ms: u64) -> Duration {
-    Duration::from_millis(deadline_ms.saturating_sub(now_ms)) + ANSWERED_MARGIN
+    (Duration::from_millis(deadline_ms.saturating_sub(now_ms)) + ANSWERED_MARGIN)
+        .min(ANSWERED_AT_MOST)
 }
 
 /// What becomes of a delivery once the worker is done with it.
@@ -154,8 +159,14 @@ impl Worker {
         }
         // Workers died on this job before (it was delivered and never finished): rather than let
         // it take down another one, tell the client and park it for an operator.
+        // A job past its deadline is answered `expired` without any work below, so it cannot be
+        // what takes workers down (nor is it parked: it may be one answered before, whose id is
+        // no longer remembered).
         let deliveries = delivery.previous_deliveries + 1;
-        if delivery.previous_deliveries > 0 && deliveries >= u64::from(self.max_deliveries) {
+        if delivery.previous_deliveries > 0
+            && deliveries >= u64::from(self.max_deliveries)
+            && !job.is_expired_at(letterbox::time::now_ms())
+        {
             tracing::warn!(job_id = %job.id, deliveries, "Parking a job delivered as often as allowed");
             let reply = failed(
                 job.id,
@@ -414,5 +425,10 @@ mod tests {
         );
         // Answered after its deadline (a slow reply confirm): only the margin.
         assert_eq!(remembered_for(1_000, 5_000), Duration::from_secs(5));
+        // A deadline a year away is remembered ten minutes.
+        assert_eq!(
+            remembered_for(1_000 + 365 * 86_400_000, 1_000),
+            Duration::from_secs(600)
+        );
     }
 }

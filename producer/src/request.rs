@@ -36,11 +36,11 @@ struct JsonRequest {
     options: Option<LetterOptions>,
 }
 
-/// The option fields a multipart form may send one by one instead of an `options` JSON field.
 /// JSON bodies up to this size are checked on the task that read them; larger ones on the
 /// blocking pool.
 const INLINE_CHECK_MAX_BYTES: usize = 32 * 1024;
 
+/// The option fields a multipart form may send one by one instead of an `options` JSON field.
 const FLAT_OPTION_FIELDS: [&str; 8] = [
     "tone",
     "length",

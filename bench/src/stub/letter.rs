@@ -254,7 +254,7 @@ fn vocabulary(text: &str) -> HashMap<Cow<'_, str>, Occurrence<'_>> {
             continue;
         }
         // Most words are lowercase already: no copy for them.
-        let key = if word.chars().any(char::is_uppercase) {
+        let key = if word.chars().any(|c| c.to_lowercase().ne([c])) {
             Cow::Owned(word.to_lowercase())
         } else {
             Cow::Borrowed(word)
@@ -309,7 +309,6 @@ fn is_technical(word: &str) -> bool {
         || word.chars().any(|c| c.is_ascii_digit() || c == '.')
 }
 
-/// Words that any resume and any job post share, so they say nothing about the match.
 /// [`STOP_WORDS`] as a set: the stub looks every word of every prompt up in it.
 fn stop_words() -> &'static HashSet<&'static str> {
     static SET: LazyLock<HashSet<&'static str>> =
@@ -317,6 +316,7 @@ fn stop_words() -> &'static HashSet<&'static str> {
     &SET
 }
 
+/// Words that any resume and any job post share, so they say nothing about the match.
 const STOP_WORDS: &[&str] = &[
     // Function words.
     "about",
