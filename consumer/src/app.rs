@@ -116,8 +116,12 @@ impl ConsumerApp {
 
         let templates = Templates::new(&settings.prompt_version).await?;
         tracing::info!(version = %templates.current().await?.version, "Prompt template ready");
-        let llm = LlmClient::new(&settings.llm_base_url, &settings.llm_model)
-            .context("could not build the LLM HTTP client")?;
+        let llm = LlmClient::new(
+            &settings.llm_base_url,
+            &settings.llm_model,
+            settings.llm_stream,
+        )
+        .context("could not build the LLM HTTP client")?;
 
         let endpoint = Endpoint::from_settings(&settings.broker)?;
         let connections = Connections::open(&endpoint, PROCESS, BROKER_TIMEOUT)

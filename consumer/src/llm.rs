@@ -19,6 +19,8 @@ pub struct LlmClient {
     http: reqwest::Client,
     endpoint: String,
     model: String,
+    /// Ask for a streamed answer (`LETTERBOX_LLM_STREAM`).
+    stream: bool,
 }
 
 /// A finished completion.
@@ -50,7 +52,7 @@ pub enum LlmError {
     Truncated,
     #[error("the LLM provider returned an empty letter")]
     Empty,
-    #[error("the LLM provider's stream ended before the letter was finished")]
+    #[error("the LLM provider's answer ended before the letter was finished")]
     Incomplete,
     #[error("the LLM provider reported an error in the middle of its answer{}", .0.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     StreamError(Option<String>),
@@ -90,6 +92,9 @@ struct ChatResponse {
     model: Option<String>,
     #[serde(default)]
     choices: Vec<Choice>,
+    /// What some providers send with a 200 when the answer failed after all.
+    #[serde(default)]
+    error: Option<ErrorBody>,
 }
 
 #[derive(Deserialize)]
@@ -135,7 +140,7 @@ struct ErrorBody {
 }
 
 impl LlmClient {
-    pub fn new(base_url: &str, model: &str) -> Result<Self, reqwest::Error> {
+    pub fn new(base_url: &str, model: &str, stream: bool) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -147,6 +152,7 @@ impl LlmClient {
             http,
             endpoint: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             model: model.to_owned(),
+            stream,
         })
     }
 
@@ -178,8 +184,9 @@ impl LlmClient {
                 },
             ],
             max_tokens,
-            // Streamed, so a provider cut off mid-letter is told apart from a short letter.
-            stream: true,
+            // Either way an answer cut off mid-letter is told apart from a short letter: a
+            // stream by its missing final event, a whole answer by its incomplete body.
+            stream: self.stream,
         })
         .map_err(|_| LlmError::InvalidResponse("the request could not be encoded"))?;
         let exchange = async {
@@ -212,8 +219,13 @@ impl LlmClient {
             if streamed {
                 read_stream(response).await
             } else {
-                // A provider that ignores `stream` answers one JSON body.
-                parse_completion(&read_capped(response).await?)
+                // One JSON body: asked for, or from a provider that ignores `stream`. A body cut
+                // off after the 200 is an answer cut short, like a stream without its end.
+                let body = read_capped(response).await.map_err(|error| match error {
+                    LlmError::Unreachable => LlmError::Incomplete,
+                    other => other,
+                })?;
+                parse_completion(&body)
             }
         };
         let (text, model) = tokio::time::timeout(timeout, exchange)
@@ -367,11 +379,7 @@ impl StreamedLetter {
         let chunk: StreamChunk = serde_json::from_slice(data)
             .map_err(|_| LlmError::InvalidResponse("a stream event that is not JSON"))?;
         if let Some(error) = chunk.error {
-            let code = match error.code {
-                Some(serde_json::Value::String(code)) => Some(code),
-                _ => error.kind,
-            };
-            return Err(LlmError::StreamError(code.filter(|c| is_identifier(c))));
+            return Err(LlmError::StreamError(error_code(error)));
         }
         if self.model.is_none() {
             self.model = chunk.model;
@@ -425,6 +433,16 @@ fn status_error(status: StatusCode, body: &[u8], retry_after: Option<Duration>) 
 
 /// The provider's machine-readable error code (`context_length_exceeded`), if it is a short
 /// identifier; free text is never passed on.
+/// The short code of an error object in an answer, when it is a plain identifier (never its
+/// message, which may quote the request).
+fn error_code(error: ErrorBody) -> Option<String> {
+    let code = match error.code {
+        Some(serde_json::Value::String(code)) => Some(code),
+        _ => error.kind,
+    };
+    code.filter(|c| is_identifier(c))
+}
+
 fn provider_code(body: &[u8]) -> Option<String> {
     let envelope: ErrorEnvelope = serde_json::from_slice(body).ok()?;
     let candidate = match envelope.error.code {
@@ -435,8 +453,17 @@ fn provider_code(body: &[u8]) -> Option<String> {
 }
 
 fn parse_completion(body: &[u8]) -> Result<(String, Option<String>), LlmError> {
-    let response: ChatResponse = serde_json::from_slice(body)
-        .map_err(|_| LlmError::InvalidResponse("not a chat completion"))?;
+    let response: ChatResponse = serde_json::from_slice(body).map_err(|error| {
+        if error.is_eof() {
+            // The body stops inside the JSON: an answer cut short.
+            LlmError::Incomplete
+        } else {
+            LlmError::InvalidResponse("not a chat completion")
+        }
+    })?;
+    if let Some(error) = response.error {
+        return Err(LlmError::StreamError(error_code(error)));
+    }
     let choice = response
         .choices
         .into_iter()
@@ -489,6 +516,22 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_answer_that_is_an_error_object_is_a_failure() {
+        let body = br#"{"error": {"message": "Sorry about that!", "type": "server_error", "param": null, "code": "internal_error"}}"#;
+        assert!(matches!(
+            parse_completion(body),
+            Err(LlmError::StreamError(Some(code))) if code == "internal_error"
+        ));
+        // A code that is not a plain identifier is not repeated.
+        let body =
+            br#"{"error": {"message": "x", "type": "server_error", "code": "key sk-123 is bad"}}"#;
+        assert!(matches!(
+            parse_completion(body),
+            Err(LlmError::StreamError(None))
+        ));
+    }
+
+    #[test]
     fn unusable_completions_are_errors() {
         let filtered =
             br#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#;
@@ -504,6 +547,10 @@ mod tests {
         assert_eq!(
             parse_completion(br#"{"choices":[]}"#),
             Err(LlmError::InvalidResponse("no choices"))
+        );
+        assert_eq!(
+            parse_completion(br#"{"choices":[{"message":{"content":"Dear Ms"#),
+            Err(LlmError::Incomplete)
         );
     }
 

@@ -43,6 +43,12 @@ pub struct ConsumerSettings {
     #[arg(long, env = env::LLM_TIMEOUT_MS, default_value_t = 60_000)]
     pub llm_timeout_ms: u64,
 
+    /// Ask the provider to stream its answer (`true`) or to send it whole (`false`). Both detect
+    /// an answer cut short; a whole answer costs the worker (and the provider) one read instead
+    /// of one per token, and the client receives the letter whole either way.
+    #[arg(long, env = env::LLM_STREAM, default_value_t = false, action = clap::ArgAction::Set)]
+    pub llm_stream: bool,
+
     /// Attempts at the LLM per job, the first included: 429, 5xx, timeouts and broken streams
     /// are tried again with backoff (never past the job's deadline).
     #[arg(long, env = env::LLM_MAX_ATTEMPTS, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -98,6 +104,7 @@ impl ConsumerSettings {
             llm_base_url: DEFAULT_LLM_BASE_URL.to_owned(),
             llm_model: DEFAULT_LLM_MODEL.to_owned(),
             llm_timeout_ms: 60_000,
+            llm_stream: false,
             llm_max_attempts: 4,
             broker_ack_timeout_ms: 1_800_000,
             llm_key_path: DEFAULT_LLM_KEY_PATH.to_owned(),
@@ -142,6 +149,7 @@ mod tests {
             default("secret_cache_ttl_secs"),
             defaults.secret_cache_ttl_secs.to_string()
         );
+        assert_eq!(default("llm_stream"), defaults.llm_stream.to_string());
         assert_eq!(
             default("llm_max_attempts"),
             defaults.llm_max_attempts.to_string()

@@ -104,6 +104,8 @@ pub struct Options {
     pub header_timeout_ms: u64,
     /// Another broker than the shared one (a private node a test may restart).
     pub amqp_url: Option<String>,
+    /// The workers' `LETTERBOX_LLM_STREAM`.
+    pub llm_stream: bool,
 }
 
 pub struct Tls {
@@ -136,6 +138,7 @@ impl Default for Options {
             open: false,
             header_timeout_ms: 10_000,
             amqp_url: None,
+            llm_stream: true,
         }
     }
 }
@@ -194,6 +197,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         let mut settings =
             consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
         settings.secret_cache_ttl_secs = options.secret_cache_ttl_secs;
+        settings.llm_stream = options.llm_stream;
         if let Some(url) = &options.amqp_url {
             settings.broker.amqp_url = SecretString::from(url.clone());
         }

@@ -63,6 +63,49 @@ async fn an_error_event_after_a_200_is_never_a_short_letter() {
 }
 
 #[tokio::test]
+async fn whole_answers_are_asked_for_when_streaming_is_off_and_a_cut_one_is_retried() {
+    let app = spawn_app_with(Options {
+        failure: Some(Failure::CutStream { every: 2 }),
+        latency: Duration::from_millis(50),
+        llm_stream: false,
+        ..Options::default()
+    })
+    .await;
+    let answer = letter(&app).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The whole letter from the second call; the first call's body was cut inside the letter.
+    let text = answer.body["cover_letter"].as_str().unwrap();
+    assert!(text.ends_with("Ada Quinlan"), "{text}");
+    let requests = app.stub.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.stream).collect::<Vec<_>>(),
+        [false, false]
+    );
+    assert_eq!(retries(&app, "stream_failed").await, Some(1.0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_whole_answer_that_is_an_error_object_is_never_a_letter() {
+    let app = spawn_app_with(Options {
+        failure: Some(Failure::ErrorEvent { every: 1 }),
+        latency: Duration::from_millis(50),
+        llm_stream: false,
+        ..Options::default()
+    })
+    .await;
+    let answer = letter(&app).await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"error": {"code": "llm_failed", "message": "the LLM provider reported an error in the middle of its answer (internal_error)"}})
+    );
+    assert_eq!(app.stub.request_count(), 4);
+    assert_eq!(retries(&app, "stream_failed").await, Some(3.0));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_call_that_never_answers_leaves_time_for_a_retry() {
     // Call 1 hangs; it gets half of the 4 s deadline, and call 2 writes the letter.
     let app = app_with(Failure::Hang { every: 2 }, 4_000).await;
