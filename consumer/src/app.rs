@@ -167,10 +167,7 @@ impl ConsumerApp {
             max_attempts: settings.llm_max_attempts,
             max_deliveries: settings.broker.max_deliveries,
             work_budget_ms: settings.broker_ack_timeout_ms.saturating_sub(60_000),
-            answered: moka::future::Cache::builder()
-                .max_capacity(crate::worker::ANSWERED_CAPACITY)
-                .expire_after(crate::worker::UntilDeadline)
-                .build(),
+            answered: crate::worker::AnsweredJobs::default(),
             limiter: limiter.clone(),
         });
         let metrics_listener = TcpListener::bind(settings.metrics_addr)

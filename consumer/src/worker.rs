@@ -31,7 +31,7 @@ pub struct Worker {
     /// Jobs this worker has answered (reply confirmed), each until its deadline: a redelivery
     /// or a replay of one is acked without a second LLM call. Past the deadline the job is
     /// expired, which also spares the call, so remembering it longer would only cost memory.
-    pub(crate) answered: moka::future::Cache<Uuid, u64>,
+    pub(crate) answered: AnsweredJobs,
     /// Attempts at the LLM per job, the first included.
     pub(crate) max_attempts: u32,
     /// Deliveries of one job before it is parked (`LETTERBOX_MAX_DELIVERIES`).
@@ -54,20 +54,64 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(MIN_ATTEMPT_MS);
 const ANSWERED_MARGIN: Duration = Duration::from_secs(5);
 /// Answered job ids remembered at most (a bound on memory, far above what deadlines leave:
 /// 1,000 letters a second with 30 s deadlines keep about 35,000).
-pub const ANSWERED_CAPACITY: u64 = 100_000;
+const ANSWERED_CAPACITY: usize = 100_000;
+/// Forgotten ids are swept out once this many have been added since the last sweep.
+const ANSWERED_SWEEP_EVERY: usize = 1_024;
 
-/// Keeps an answered job id (valued with its deadline, ms since the epoch) until the deadline
-/// has passed.
-pub struct UntilDeadline;
+/// The jobs this worker answered, each until its deadline (see [`remembered_for`]): a job id and
+/// when it may be forgotten, 24 bytes an entry. (A general-purpose cache keeps several times
+/// that per entry, and a busy worker holds tens of thousands of them.)
+#[derive(Default)]
+pub struct AnsweredJobs {
+    inner: std::sync::Mutex<Answered>,
+}
 
-impl moka::Expiry<Uuid, u64> for UntilDeadline {
-    fn expire_after_create(
-        &self,
-        _job_id: &Uuid,
-        deadline_ms: &u64,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(remembered_for(*deadline_ms, letterbox::time::now_ms()))
+#[derive(Default)]
+struct Answered {
+    /// Job id to the time it may be forgotten, ms since the epoch.
+    until_ms: std::collections::HashMap<Uuid, u64>,
+    added_since_sweep: usize,
+}
+
+impl AnsweredJobs {
+    /// Remembers `job_id`, answered at `now_ms`, whose deadline is `deadline_ms`.
+    pub fn insert(&self, job_id: Uuid, deadline_ms: u64, now_ms: u64) {
+        let until = now_ms.saturating_add(
+            u64::try_from(remembered_for(deadline_ms, now_ms).as_millis()).unwrap_or(u64::MAX),
+        );
+        let mut answered = self.lock();
+        answered.added_since_sweep += 1;
+        if answered.added_since_sweep >= ANSWERED_SWEEP_EVERY
+            || answered.until_ms.len() >= ANSWERED_CAPACITY
+        {
+            answered.until_ms.retain(|_, until| *until > now_ms);
+            answered.added_since_sweep = 0;
+            // Still full of ids within their deadlines: forget the one nearest its end.
+            if answered.until_ms.len() >= ANSWERED_CAPACITY
+                && let Some(oldest) = answered
+                    .until_ms
+                    .iter()
+                    .min_by_key(|(_, until)| **until)
+                    .map(|(id, _)| *id)
+            {
+                answered.until_ms.remove(&oldest);
+            }
+        }
+        answered.until_ms.insert(job_id, until);
+    }
+
+    /// Whether `job_id` was answered and is still remembered at `now_ms`.
+    pub fn contains(&self, job_id: &Uuid, now_ms: u64) -> bool {
+        self.lock()
+            .until_ms
+            .get(job_id)
+            .is_some_and(|until| *until > now_ms)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Answered> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -152,7 +196,7 @@ impl Worker {
             self.metrics.jobs.inc(FailureCode::InvalidJob.as_str());
             return Disposition::DeadLetter(code);
         }
-        if self.answered.contains_key(&job.id) {
+        if self.answered.contains(&job.id, letterbox::time::now_ms()) {
             tracing::info!(job_id = %job.id, "Job already answered here; dropping the duplicate");
             self.metrics.jobs.inc("duplicate");
             return Disposition::Ack;
@@ -194,7 +238,8 @@ impl Worker {
             .await
         {
             Ok(()) => {
-                self.answered.insert(job.id, job.deadline_ms).await;
+                self.answered
+                    .insert(job.id, job.deadline_ms, letterbox::time::now_ms());
                 let processing = started.elapsed();
                 self.metrics.jobs.inc(label);
                 self.metrics.processing.record(processing);
@@ -416,6 +461,24 @@ pub async fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answered_jobs_are_forgotten_after_their_deadline_and_margin() {
+        let answered = AnsweredJobs::default();
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        answered.insert(first, 1_030_000, 1_000_000);
+        answered.insert(second, 1_100_000, 1_000_000);
+        assert!(answered.contains(&first, 1_034_999));
+        assert!(!answered.contains(&first, 1_035_000));
+        assert!(answered.contains(&second, 1_035_000));
+        assert!(!answered.contains(&Uuid::new_v4(), 1_000_000));
+        // Sweeps drop what is past its time and keep the rest.
+        for _ in 0..ANSWERED_SWEEP_EVERY {
+            answered.insert(Uuid::new_v4(), 1_000_000, 1_040_000);
+        }
+        assert_eq!(answered.lock().until_ms.get(&first), None);
+        assert!(answered.contains(&second, 1_040_000));
+    }
 
     #[test]
     fn an_answered_job_is_remembered_until_its_deadline_and_a_margin() {
