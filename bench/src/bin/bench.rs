@@ -102,8 +102,8 @@ struct Args {
     /// Worker threads of the stub's own runtime.
     #[arg(long, env = "LETTERBOX_BENCH_STUB_THREADS", default_value_t = 2)]
     stub_threads: usize,
-    /// Ask direct and LiteLLM for streamed answers, as a worker asks the stub (default: whole
-    /// answers, as the ingress's client gets its letter).
+    /// Ask direct and LiteLLM for streamed answers, as workers with LETTERBOX_LLM_STREAM=true
+    /// ask the stub (default: whole answers, as workers ask by default).
     #[arg(long, env = "LETTERBOX_BENCH_PEER_STREAM")]
     peer_stream: bool,
     /// Where the JSON and the plots go.

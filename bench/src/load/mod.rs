@@ -101,7 +101,8 @@ pub struct Settings {
     pub duration: Duration,
     /// Worker threads of the stub's own runtime.
     pub stub_threads: usize,
-    /// Ask the peers (direct, LiteLLM) for streamed answers, as a worker asks the stub.
+    /// Ask the peers (direct, LiteLLM) for streamed answers, as workers with
+    /// `LETTERBOX_LLM_STREAM=true` ask the stub.
     pub peer_stream: bool,
     /// More variables for the ingress and the workers (an experiment's `MALLOC_ARENA_MAX`, …).
     pub fleet_env: Vec<(String, String)>,

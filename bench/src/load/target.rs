@@ -5,8 +5,8 @@
 //! - `direct`: the stub itself, with no Letterbox at all: the zero-overhead reference.
 //! - `litellm`: LiteLLM's proxy in front of the same stub (see [`super::litellm`]).
 //!
-//! The peers get the chat-completions request a worker sends, unstreamed (as the ingress's
-//! client gets its letter: whole, in one answer).
+//! The peers get the chat-completions request a worker sends, unstreamed as a worker asks by
+//! default (and as the ingress's client gets its letter: whole, in one answer).
 
 use std::sync::Arc;
 use std::time::Duration;
