@@ -445,11 +445,7 @@ fn error_code(error: ErrorBody) -> Option<String> {
 
 fn provider_code(body: &[u8]) -> Option<String> {
     let envelope: ErrorEnvelope = serde_json::from_slice(body).ok()?;
-    let candidate = match envelope.error.code {
-        Some(serde_json::Value::String(code)) => Some(code),
-        _ => envelope.error.kind,
-    }?;
-    is_identifier(&candidate).then_some(candidate)
+    error_code(envelope.error)
 }
 
 fn parse_completion(body: &[u8]) -> Result<(String, Option<String>), LlmError> {

@@ -21,6 +21,30 @@ async fn app_with(failure: Failure, job_timeout_ms: u64) -> TestApp {
     .await
 }
 
+/// Workers asking for whole answers (`LETTERBOX_LLM_STREAM=false`) from a stub failing so.
+async fn whole_answers_with(failure: Failure) -> TestApp {
+    spawn_app_with(Options {
+        failure: Some(failure),
+        latency: Duration::from_millis(50),
+        llm_stream: false,
+        ..Options::default()
+    })
+    .await
+}
+
+/// The stub sent an error after its 200 on every call: the client gets a 502 naming it, after
+/// every attempt `LETTERBOX_LLM_MAX_ATTEMPTS` allows.
+async fn every_attempt_met_the_error(app: &TestApp) {
+    let answer = letter(app).await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"error": {"code": "llm_failed", "message": "the LLM provider reported an error in the middle of its answer (internal_error)"}})
+    );
+    assert_eq!(app.stub.request_count(), 4);
+    assert_eq!(retries(app, "stream_failed").await, Some(3.0));
+}
+
 async fn retries(app: &TestApp, reason: &str) -> Option<f64> {
     let (_, text) = app.worker_metrics(0).await;
     metric(
@@ -50,27 +74,13 @@ async fn a_stream_cut_off_mid_letter_is_a_failure_and_is_retried() {
 #[tokio::test]
 async fn an_error_event_after_a_200_is_never_a_short_letter() {
     let app = app_with(Failure::ErrorEvent { every: 1 }, 30_000).await;
-    let answer = letter(&app).await;
-    assert_eq!(answer.status, 502, "{}", answer.body);
-    assert_eq!(
-        answer.body,
-        json!({"error": {"code": "llm_failed", "message": "the LLM provider reported an error in the middle of its answer (internal_error)"}})
-    );
-    // LETTERBOX_LLM_MAX_ATTEMPTS: every attempt met the same error.
-    assert_eq!(app.stub.request_count(), 4);
-    assert_eq!(retries(&app, "stream_failed").await, Some(3.0));
+    every_attempt_met_the_error(&app).await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn whole_answers_are_asked_for_when_streaming_is_off_and_a_cut_one_is_retried() {
-    let app = spawn_app_with(Options {
-        failure: Some(Failure::CutStream { every: 2 }),
-        latency: Duration::from_millis(50),
-        llm_stream: false,
-        ..Options::default()
-    })
-    .await;
+    let app = whole_answers_with(Failure::CutStream { every: 2 }).await;
     let answer = letter(&app).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     // The whole letter from the second call; the first call's body was cut inside the letter.
@@ -87,21 +97,8 @@ async fn whole_answers_are_asked_for_when_streaming_is_off_and_a_cut_one_is_retr
 
 #[tokio::test]
 async fn a_whole_answer_that_is_an_error_object_is_never_a_letter() {
-    let app = spawn_app_with(Options {
-        failure: Some(Failure::ErrorEvent { every: 1 }),
-        latency: Duration::from_millis(50),
-        llm_stream: false,
-        ..Options::default()
-    })
-    .await;
-    let answer = letter(&app).await;
-    assert_eq!(answer.status, 502, "{}", answer.body);
-    assert_eq!(
-        answer.body,
-        json!({"error": {"code": "llm_failed", "message": "the LLM provider reported an error in the middle of its answer (internal_error)"}})
-    );
-    assert_eq!(app.stub.request_count(), 4);
-    assert_eq!(retries(&app, "stream_failed").await, Some(3.0));
+    let app = whole_answers_with(Failure::ErrorEvent { every: 1 }).await;
+    every_attempt_met_the_error(&app).await;
     app.stop().await;
 }
 
