@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The voice of the letter.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tone {
@@ -33,6 +34,7 @@ impl Tone {
 }
 
 /// How long the letter should be.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Length {
@@ -64,6 +66,7 @@ impl Length {
 /// What a client may say about the letter besides the two documents.
 ///
 /// Validated by the ingress (`LetterOptions::validate`) before a job is published.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LetterOptions {
@@ -73,20 +76,25 @@ pub struct LetterOptions {
     pub length: Length,
     /// Overrides `length` with an explicit word count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 50, maximum = 1000))]
     pub target_words: Option<u16>,
     /// BCP 47 language tag of the letter; when absent, the language of the job description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub company: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub hiring_manager: Option<String>,
     /// The title of the position, when the job description does not make it obvious.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub role: Option<String>,
     /// A shorter deadline for this request than the ingress's own, in milliseconds from its
     /// arrival. It travels as the job's deadline, not as an option.
     #[serde(default, skip_serializing)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 100, maximum = 3_600_000))]
     pub timeout_ms: Option<u64>,
 }
 

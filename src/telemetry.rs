@@ -25,21 +25,80 @@ const QUIET_LIBRARIES: &str = "vaultrs=off,rustify=off,hyper=off,hyper_util=off,
                                reqwest=warn,rustls=warn,lapin=warn,amq_protocol=warn,tcp_stream=warn";
 
 /// Starts the process's log output on stderr. `LETTERBOX_LOG` takes `tracing` filter directives
-/// (`info`, `letterbox_consumer=debug`, …); the default is `info`.
+/// (`info`, `letterbox_consumer=debug`, …); the default is `info`. `LETTERBOX_LOG_FORMAT=json`
+/// writes one JSON object a line (`timestamp`, `level`, `target`, `message` and the event's
+/// fields: job ids, outcomes and timings, never document text) for a log pipeline; `text`, the
+/// default, is for people. Any other value stops the process with exit status 2.
 pub fn init_tracing() {
     init_tracing_at("info");
 }
 
+/// What every binary's `--help` says about the logging variables, which are read from the
+/// environment only (logging starts before the command line is parsed). A macro, so a binary can
+/// `concat!` its own environment-only variables to it.
+#[macro_export]
+macro_rules! log_help {
+    () => {
+        "Logging, from the environment only:
+  LETTERBOX_LOG         log filter: `info` (default), `debug`, `letterbox_consumer=debug,info`, ...
+  LETTERBOX_LOG_FORMAT  `text` (default) or `json`: one JSON object a line"
+    };
+}
+
+/// [`log_help!`] as a constant.
+pub const LOG_HELP: &str = log_help!();
+
+/// The two shapes of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `LETTERBOX_LOG_FORMAT`: unset or empty is `text`.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(crate::env::LOG_FORMAT) {
+            Err(_) => Ok(Self::Text),
+            Ok(value) => Self::parse(&value),
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!(
+                "{} must be `text` or `json`, not {value:?}",
+                crate::env::LOG_FORMAT
+            )),
+        }
+    }
+}
+
 /// `init_tracing` with another default level (a command-line tool shows warnings only).
 pub fn init_tracing_at(default: &str) {
+    let format = LogFormat::from_env().unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        std::process::exit(2)
+    });
     let wanted = std::env::var(crate::env::LOG).unwrap_or_else(|_| default.to_owned());
     let filter = EnvFilter::builder().parse_lossy(format!("{wanted},{QUIET_LIBRARIES}"));
     // A second call (tests start several apps in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Replaces the default panic output, which prints the panic message, with a log line that says
@@ -162,6 +221,7 @@ impl LatencyHistogram {
 
 /// A histogram's count and percentiles, in milliseconds (HDR precision: 3 significant digits).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatencySummary {
     pub count: u64,
     pub p50: f64,

@@ -13,7 +13,7 @@ use serde_json::json;
 
 /// letterbox-admin: prepare a Vault for Letterbox, manage client tokens, audit and rotate keys.
 #[derive(Parser)]
-#[command(name = "letterbox-admin", version, about, long_about = None)]
+#[command(name = "letterbox-admin", version, about, long_about = None, after_help = letterbox::telemetry::LOG_HELP)]
 struct Cli {
     #[command(flatten)]
     vault: VaultArgs,

@@ -13,7 +13,7 @@ pub const DEFAULT_LLM_KEY_PATH: &str = "secret/letterbox/llm";
 /// letterbox-consumer: a worker. Takes jobs from RabbitMQ, reads the LLM key from Vault, asks
 /// the LLM for the letter and publishes the reply. Run as many as the load needs.
 #[derive(Parser, Clone)]
-#[command(name = "letterbox-consumer", version, about, long_about = None)]
+#[command(name = "letterbox-consumer", version, about, long_about = None, after_help = letterbox::telemetry::LOG_HELP)]
 pub struct ConsumerSettings {
     /// Address of this worker's /healthz and /metrics.
     #[arg(long, env = env::METRICS_ADDR, default_value = "127.0.0.1:9090")]

@@ -252,7 +252,7 @@ impl Worker {
                 self.metrics
                     .overhead
                     .record(end_to_end.saturating_sub(llm_time.unwrap_or_default()));
-                tracing::info!(job_id = %job.id, outcome = label, processing_ms = processing.as_millis(), "Job done");
+                tracing::info!(job_id = %job.id, outcome = label, processing_ms = u64::try_from(processing.as_millis()).unwrap_or(u64::MAX), "Job done");
                 Disposition::Ack
             }
             Err(error) => {
@@ -378,7 +378,7 @@ impl Worker {
                 break Err(error);
             }
             self.metrics.llm_retries.inc(reason);
-            tracing::info!(job_id = %job.id, attempt, reason, wait_ms = wait.as_millis(), "Retrying the LLM call");
+            tracing::info!(job_id = %job.id, attempt, reason, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Retrying the LLM call");
             tokio::time::sleep(wait).await;
         };
         match result {

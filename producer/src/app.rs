@@ -20,13 +20,15 @@ use letterbox_vault::auth::{AuthMode, Authenticator, Caller};
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
 use letterbox_vault::{SecretStore, VaultSettings};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::metrics::Stats;
+#[allow(unused_imports)] // the schemas the handlers' `#[utoipa::path]` names
+use crate::openapi::{CoverLetter, CoverLetterForm, CoverLetterJson, ErrorBody, Status, Timings};
 use crate::request::{self, DocumentLimits};
 use crate::settings::ProducerSettings;
 
@@ -37,7 +39,7 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_GRACE: Duration = Duration::from_millis(500);
 
 /// What every request handler shares.
-struct AppState {
+pub(crate) struct AppState {
     /// The broker session, reconnected after an outage.
     submitter: Arc<SubmitLink>,
     /// Checks bearer tokens and their rate limits; `None` when authentication is off.
@@ -174,6 +176,7 @@ impl Application {
             .route("/v1/stats", get(stats).route_layer(monitor))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/openapi.json", get(crate::openapi::openapi_json))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::map_response_with_state(
@@ -286,7 +289,41 @@ fn tls_config(
     )))
 }
 
-async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Request) -> Response {
+/// Writes a cover letter.
+///
+/// Checks and extracts the documents in memory, queues the job and answers with the letter when a
+/// worker has written it. Refusals are `{"error": {"code", "message"}}`.
+#[utoipa::path(
+    post,
+    path = "/v1/cover-letters",
+    tag = "letters",
+    request_body(content(
+        (CoverLetterJson = "application/json"),
+        (CoverLetterForm = "multipart/form-data")
+    )),
+    responses(
+        (status = 200, description = "The letter", body = CoverLetter),
+        (status = 400, description = "Incomplete or malformed: `missing_field`, `empty_field`, `invalid_json`, `invalid_options`, `unknown_field`, `duplicate_field`, `malformed_multipart`", body = ErrorBody),
+        (status = 401, description = "No token, or an unknown, revoked, malformed or expired one: `unauthorized`", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "The token's role may not do this: `forbidden`", body = ErrorBody),
+        (status = 408, description = "The body was not received and checked in time: `request_timeout`", body = ErrorBody),
+        (status = 413, description = "Over a size limit: `body_too_large`, `document_too_large`, `text_too_long`", body = ErrorBody),
+        (status = 415, description = "Neither JSON nor multipart, or a file that is not PDF, DOCX, Markdown or text: `unsupported_content_type`, `unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "No usable text: `no_text`, `text_too_short`, `garbled_text`, `encrypted_document`, `unreadable_document`, `extraction_timeout`", body = ErrorBody),
+        (status = 429, description = "The token's rate limit is used up: `rate_limited`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+        (status = 500, description = "A fault inside Letterbox: `internal_error`, `invalid_job`, `delivery_limit`", body = ErrorBody),
+        (status = 502, description = "The LLM provider failed or refused: `llm_failed`", body = ErrorBody),
+        (status = 503, description = "Try again later: `queue_full`, `broker_unavailable`, `reply_lost`, `overloaded`, `secret_unavailable`, `llm_rate_limited`, `auth_unavailable`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+        (status = 504, description = "No letter before the deadline: `timeout`, `expired`, `llm_timeout`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn create_cover_letter(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Response {
     let started = Instant::now();
     let _in_flight = state.metrics.in_flight.track();
     let token_id = request
@@ -296,7 +333,7 @@ async fn create_cover_letter(State(state): State<Arc<AppState>>, request: Reques
         .unwrap_or_default();
     match handle(&state, request, started).await {
         Ok(body) => {
-            tracing::info!(%token_id, job_id = %body["job_id"], total_ms = %body["timings_ms"]["total"], "Letter delivered");
+            tracing::info!(%token_id, job_id = %body.job_id, total_ms = body.timings_ms.total, "Letter delivered");
             (StatusCode::OK, Json(body)).into_response()
         }
         Err(error) => {
@@ -315,7 +352,7 @@ async fn handle(
     state: &AppState,
     request: Request,
     started: Instant,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<CoverLetter, ApiError> {
     // Shed load before doing any work for it.
     if !state.submitter.is_ready() {
         return Err(ApiError::Unavailable {
@@ -408,16 +445,16 @@ async fn handle(
             metrics
                 .overhead
                 .record_us(total_us.saturating_sub(letter.llm_us));
-            Ok(json!({
-                "job_id": job_id,
-                "cover_letter": letter.text,
-                "model": letter.model,
-                "timings_ms": {
-                    "queued": letter.queued_ms,
-                    "llm": letter.llm_ms,
-                    "total": u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
+            Ok(CoverLetter {
+                job_id,
+                cover_letter: letter.text,
+                model: letter.model,
+                timings_ms: Timings {
+                    queued: letter.queued_ms,
+                    llm: letter.llm_ms,
+                    total: u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
                 },
-            }))
+            })
         }
     }
 }
@@ -468,13 +505,28 @@ fn status_label(status: StatusCode) -> &'static str {
     }
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+/// Answers while the process runs.
+#[utoipa::path(get, path = "/healthz",
+    tag = "operations", security(()), responses((status = 200, description = "Running", body = Status)))]
+pub(crate) async fn healthz() -> impl IntoResponse {
+    Json(Status { status: "ok" })
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// Answers 200 while the broker connection and the reply queue are up.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Ready for requests", body = Status),
+        (status = 503, description = "The broker connection is down: `not_ready`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait")))
+    )
+)]
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.submitter.is_ready() {
-        Json(json!({ "status": "ready" })).into_response()
+        Json(Status { status: "ready" }).into_response()
     } else {
         ApiError::Unavailable {
             code: "not_ready",
@@ -485,14 +537,36 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+/// The ingress's figures in Prometheus's text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "No valid token: `unauthorized`", body = ErrorBody),
+        (status = 403, description = "Not a `monitor` or `admin` token: `forbidden`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let body = state
         .metrics
         .render(state.submitter.is_ready(), state.submitter.waiting());
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body)
 }
 
-async fn stats(State(state): State<Arc<AppState>>) -> Response {
+/// The same figures as `/metrics`, as JSON.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Since the process started", body = Stats),
+        (status = 401, description = "No valid token: `unauthorized`", body = ErrorBody),
+        (status = 403, description = "Not a `monitor` or `admin` token: `forbidden`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Response {
     Json(
         state
             .metrics

@@ -7,6 +7,7 @@
 mod app;
 mod error;
 mod metrics;
+pub mod openapi;
 mod request;
 mod settings;
 

@@ -1,6 +1,10 @@
 //! The ingress's metrics, rendered on `/metrics`.
 
-use letterbox::telemetry::{CounterVec, Gauge, LatencyHistogram};
+use std::collections::BTreeMap;
+
+use letterbox::telemetry::{CounterVec, Gauge, LatencyHistogram, LatencySummary};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 pub struct Metrics {
     pub responses: CounterVec,
@@ -48,20 +52,20 @@ impl Metrics {
     }
 
     /// The same figures as `/metrics`, as JSON for `/v1/stats`.
-    pub fn stats(&self, ready: bool, waiting: usize) -> serde_json::Value {
-        serde_json::json!({
-            "ready": ready,
-            "replies_waiting": waiting,
-            "requests_in_flight": self.in_flight.get(),
-            "responses": self.responses.snapshot(),
-            "latency_ms": {
-                "end_to_end": self.end_to_end.summary(),
-                "overhead": self.overhead.summary(),
-                "llm": self.llm.summary(),
-                "queue_wait": self.queue_wait.summary(),
-                "extraction": self.extraction.summary(),
+    pub fn stats(&self, ready: bool, waiting: usize) -> Stats {
+        Stats {
+            ready,
+            replies_waiting: waiting,
+            requests_in_flight: self.in_flight.get(),
+            responses: self.responses.snapshot(),
+            latency_ms: Latencies {
+                end_to_end: self.end_to_end.summary(),
+                overhead: self.overhead.summary(),
+                llm: self.llm.summary(),
+                queue_wait: self.queue_wait.summary(),
+                extraction: self.extraction.summary(),
             },
-        })
+        }
     }
 
     pub fn render(&self, ready: bool, waiting: usize) -> String {
@@ -97,4 +101,34 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `GET /v1/stats`: the figures of `/metrics` as JSON, since the process started.
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    /// Whether the broker connection and the reply queue are up.
+    pub ready: bool,
+    /// Requests waiting for a letter.
+    pub replies_waiting: usize,
+    /// Requests being handled.
+    pub requests_in_flight: i64,
+    /// Responses given, by status code (`"200"`, `"422"`, …, `"other"`).
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub responses: BTreeMap<&'static str, u64>,
+    pub latency_ms: Latencies,
+}
+
+/// Latency summaries in milliseconds.
+#[derive(Serialize, ToSchema)]
+pub struct Latencies {
+    /// Request received to letter answered.
+    pub end_to_end: LatencySummary,
+    /// End-to-end time minus the provider's time: what Letterbox adds.
+    pub overhead: LatencySummary,
+    /// The provider's time.
+    pub llm: LatencySummary,
+    /// Job published to a worker starting it.
+    pub queue_wait: LatencySummary,
+    /// Reading and checking a request's documents.
+    pub extraction: LatencySummary,
 }

@@ -9,8 +9,15 @@ use letterbox_vault::auth::TokenArgs;
 
 /// letterbox-producer: the HTTP ingress. Checks and extracts documents in memory, publishes one
 /// job per request to RabbitMQ and answers with the letter when a worker replies.
+/// The environment-only variables, after the options in `--help`.
+const PRODUCER_HELP: &str = concat!(
+    letterbox::log_help!(),
+    "\n  LETTERBOX_EXTRACTOR   the document extractor run for each upload (default: \
+     letterbox-extract beside this binary)"
+);
+
 #[derive(Parser, Clone)]
-#[command(name = "letterbox-producer", version, about, long_about = None)]
+#[command(name = "letterbox-producer", version, about, long_about = None, after_help = PRODUCER_HELP)]
 pub struct ProducerSettings {
     /// Address the HTTP API listens on.
     #[arg(long, env = env::HTTP_ADDR, default_value = "127.0.0.1:8080")]

@@ -109,7 +109,9 @@ async fn canaries_never_reach_logs_metrics_the_broker_or_files() {
         )
         .env("LETTERBOX_LLM_KEY_PATH", format!("secret/{}", app.key_path))
         .env("LLM_BASE_URL", &app.stub.base_url)
-        .env("LLM_MODEL", "letterbox-stub-1");
+        .env("LLM_MODEL", "letterbox-stub-1")
+        // The worker logs as a log pipeline would read it: JSON lines.
+        .env("LETTERBOX_LOG_FORMAT", "json");
     let consumer = Process {
         child: consumer.spawn().unwrap(),
         name: "consumer",
@@ -213,7 +215,9 @@ async fn canaries_never_reach_logs_metrics_the_broker_or_files() {
         "the worker's metrics were not read"
     );
     exposed.push_str(&producer.output());
-    exposed.push_str(&consumer.output());
+    let consumer_log = consumer.output();
+    assert_json_lines(&consumer_log);
+    exposed.push_str(&consumer_log);
     assert!(
         exposed.contains("DEBUG"),
         "the processes did not log at debug level"
@@ -231,6 +235,31 @@ async fn canaries_never_reach_logs_metrics_the_broker_or_files() {
     assert!(files.is_empty(), "the processes wrote files: {files:?}");
     let _ = std::fs::remove_dir_all(&workdir);
     app.stop().await;
+}
+
+/// Every line the worker wrote is one JSON object with a timestamp, a level and a target, and its
+/// finished jobs say which job and how long, as fields a log pipeline can index.
+fn assert_json_lines(log: &str) {
+    let mut lines = log.lines();
+    assert_eq!(lines.next(), Some("--- consumer ---"));
+    let mut done = 0;
+    for line in lines.filter(|line| !line.is_empty()) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(event[field].is_string(), "no {field}: {line}");
+        }
+        if event["message"] == "Job done" {
+            assert_eq!(event["level"], "INFO");
+            assert_eq!(event["target"], "letterbox_consumer::worker");
+            assert_eq!(event["job_id"].as_str().map(str::len), Some(36), "{line}");
+            assert!(event["processing_ms"].is_u64(), "{line}");
+            assert!(event["outcome"].is_string(), "{line}");
+            done += 1;
+        }
+    }
+    // Twelve requests: the refused ones never reach a worker, the rest end in a letter or a 502.
+    assert_eq!(done, 8, "{log}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

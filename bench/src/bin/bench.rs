@@ -28,7 +28,7 @@ enum Plan {
 /// LLM alone and to LiteLLM's proxy, on a broker and a Vault of its own, and reports latency,
 /// overhead, throughput, errors and memory per step.
 #[derive(Parser)]
-#[command(name = "letterbox-bench", version)]
+#[command(name = "letterbox-bench", version, after_help = letterbox::telemetry::LOG_HELP)]
 struct Args {
     #[arg(
         long,

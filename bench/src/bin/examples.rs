@@ -12,7 +12,7 @@ use letterbox_bench::pdf::resume_to_pdf;
 
 /// Renders the example resume from Markdown to PDF.
 #[derive(Parser)]
-#[command(name = "letterbox-examples", version)]
+#[command(name = "letterbox-examples", version, after_help = letterbox::telemetry::LOG_HELP)]
 struct Args {
     /// Markdown source.
     #[arg(long, default_value_os_t = examples_dir().join("resume.md"))]

@@ -12,7 +12,7 @@ use letterbox_bench::faults::{self, Scenario, Settings};
 /// Runs Letterbox's real binaries under load on a broker and a Vault of their own, breaks one
 /// thing at a time, and reports what the clients saw.
 #[derive(Parser)]
-#[command(name = "letterbox-faults", version)]
+#[command(name = "letterbox-faults", version, after_help = letterbox::telemetry::LOG_HELP)]
 struct Args {
     /// The quick version (8 clients, 5 s per scenario) that script/test runs.
     #[arg(long)]

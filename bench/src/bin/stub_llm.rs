@@ -13,7 +13,7 @@ use letterbox_bench::stub::{self, Failure, Latency, RateLimit, RetryAfter, StubC
 
 /// An OpenAI-compatible chat-completions server that writes cover letters from the prompt.
 #[derive(Parser)]
-#[command(name = "letterbox-stub-llm", version)]
+#[command(name = "letterbox-stub-llm", version, after_help = letterbox::telemetry::LOG_HELP)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = env::ADDR, default_value = "127.0.0.1:8089")]
