@@ -15,7 +15,7 @@ use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
 use letterbox::{Job, Outcome};
-use letterbox_rabbitmq::{BrokerError, Endpoint, SubmitLink, Topology};
+use letterbox_rabbitmq::{BrokerError, Endpoint, PendingReply, SubmitLink, Topology};
 use letterbox_vault::auth::{AuthMode, Authenticator, Caller};
 use letterbox_vault::payload::TransitSealer;
 use letterbox_vault::tokens::Role;
@@ -28,9 +28,13 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::metrics::Stats;
 #[allow(unused_imports)] // the schemas the handlers' `#[utoipa::path]` names
-use crate::openapi::{CoverLetter, CoverLetterForm, CoverLetterJson, ErrorBody, Status, Timings};
+use crate::openapi::{
+    Accepted, CallbackBody, CoverLetter, CoverLetterForm, CoverLetterJson, ErrorBody, ErrorDetail,
+    Status, Timings,
+};
 use crate::request::{self, DocumentLimits};
 use crate::settings::ProducerSettings;
+use crate::webhook::{CallbackError, WebhookSettings, Webhooks};
 
 /// How long connecting, publishing and confirming may take before the broker counts as down.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +52,10 @@ pub(crate) struct AppState {
     metrics: Metrics,
     job_timeout: Duration,
     max_waiting: usize,
+    /// Posts letters to callback URLs; `None` without Vault (nothing to sign them with).
+    webhooks: Option<Arc<Webhooks>>,
+    /// Owns the tasks that wait for a letter and deliver it to its callback.
+    tracker: TaskTracker,
 }
 
 pub struct Application {
@@ -134,6 +142,18 @@ impl Application {
         )
         .await
         .context("could not connect to RabbitMQ at AMQP_URL and set up its queues")?;
+        let webhooks = match &store {
+            Some(store) => Some(Arc::new(Webhooks::new(
+                Arc::clone(store),
+                &WebhookSettings {
+                    key_path: settings.webhook_key_path.clone(),
+                    allow_private: settings.webhook_allow_private,
+                    max_attempts: settings.webhook_max_attempts,
+                    timeout: Duration::from_millis(settings.webhook_timeout_ms),
+                },
+            )?)),
+            None => None,
+        };
         let auth = match store {
             Some(store) => {
                 let login_store = Arc::clone(&store);
@@ -164,6 +184,8 @@ impl Application {
             job_timeout: Duration::from_millis(settings.job_timeout_ms),
             max_waiting: settings.max_waiting,
             limits: limits.clone(),
+            webhooks,
+            tracker: tracker.clone(),
         });
         let submit = middleware::from_fn_with_state(Arc::clone(&state), require_submit);
         let monitor = middleware::from_fn_with_state(Arc::clone(&state), require_monitor);
@@ -303,7 +325,8 @@ fn tls_config(
     )),
     responses(
         (status = 200, description = "The letter", body = CoverLetter),
-        (status = 400, description = "Incomplete or malformed: `missing_field`, `empty_field`, `invalid_json`, `invalid_options`, `unknown_field`, `duplicate_field`, `malformed_multipart`", body = ErrorBody),
+        (status = 202, description = "With `callback_url`: the job is queued, and the letter (or why there is none) will be POSTed to the callback as a `CallbackBody`, signed", body = Accepted),
+        (status = 400, description = "Incomplete or malformed: `missing_field`, `empty_field`, `invalid_json`, `invalid_options`, `unknown_field`, `duplicate_field`, `malformed_multipart`, `invalid_callback_url`, `callback_not_allowed`", body = ErrorBody),
         (status = 401, description = "No token, or an unknown, revoked, malformed or expired one: `unauthorized`", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "The token's role may not do this: `forbidden`", body = ErrorBody),
@@ -315,7 +338,7 @@ fn tls_config(
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 500, description = "A fault inside Letterbox: `internal_error`, `invalid_job`, `delivery_limit`", body = ErrorBody),
         (status = 502, description = "The LLM provider failed or refused: `llm_failed`", body = ErrorBody),
-        (status = 503, description = "Try again later: `queue_full`, `broker_unavailable`, `reply_lost`, `overloaded`, `secret_unavailable`, `llm_rate_limited`, `auth_unavailable`", body = ErrorBody,
+        (status = 503, description = "Try again later: `queue_full`, `broker_unavailable`, `reply_lost`, `overloaded`, `secret_unavailable`, `llm_rate_limited`, `auth_unavailable`, `webhook_unavailable`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 504, description = "No letter before the deadline: `timeout`, `expired`, `llm_timeout`", body = ErrorBody)
     )
@@ -332,9 +355,13 @@ pub(crate) async fn create_cover_letter(
         .map(|caller| caller.token_id.clone())
         .unwrap_or_default();
     match handle(&state, request, started).await {
-        Ok(body) => {
+        Ok(Answer::Letter(body)) => {
             tracing::info!(%token_id, job_id = %body.job_id, total_ms = body.timings_ms.total, "Letter delivered");
             (StatusCode::OK, Json(body)).into_response()
+        }
+        Ok(Answer::Accepted(body)) => {
+            tracing::info!(%token_id, job_id = %body.job_id, "Job accepted for a callback");
+            (StatusCode::ACCEPTED, Json(body)).into_response()
         }
         Err(error) => {
             tracing::info!(
@@ -348,11 +375,26 @@ pub(crate) async fn create_cover_letter(
     }
 }
 
+/// What a request gets when nothing went wrong.
+enum Answer {
+    Letter(CoverLetter),
+    Accepted(Accepted),
+}
+
+/// A job on its way, for a request with a callback.
+struct Waiting {
+    job_id: Uuid,
+    pending: PendingReply,
+    deadline: tokio::time::Instant,
+    timeout_ms: u64,
+    started: Instant,
+}
+
 async fn handle(
-    state: &AppState,
+    state: &Arc<AppState>,
     request: Request,
     started: Instant,
-) -> Result<CoverLetter, ApiError> {
+) -> Result<Answer, ApiError> {
     // Shed load before doing any work for it.
     if !state.submitter.is_ready() {
         return Err(ApiError::Unavailable {
@@ -378,6 +420,10 @@ async fn handle(
             deadline_ms: timeout_ms,
         })??;
     state.metrics.extraction.record(started.elapsed());
+    let callback = match &checked.callback_url {
+        None => None,
+        Some(text) => Some(check_callback(state, text).await?),
+    };
     // A client may ask for a shorter deadline than the ingress's own, never a longer one.
     let (deadline, timeout_ms) = match checked.options.timeout_ms {
         Some(requested) if requested < timeout_ms => (
@@ -415,7 +461,84 @@ async fn handle(
         .map_err(|error| broker_error(&error))?;
     // The documents are on the broker now; this process needs no copy of them.
     drop(job);
+    let waiting = Waiting {
+        job_id,
+        pending,
+        deadline,
+        timeout_ms,
+        started,
+    };
+    match (callback, &state.webhooks) {
+        (Some(url), Some(webhooks)) => {
+            let webhooks = Arc::clone(webhooks);
+            let tracker = state.tracker.clone();
+            let state = Arc::clone(state);
+            tracker.spawn(async move {
+                let body = match letter(&state, waiting).await {
+                    Ok(letter) => serde_json::to_vec(&CallbackBody::Letter {
+                        status: "done",
+                        letter,
+                    }),
+                    Err(error) => serde_json::to_vec(&CallbackBody::Failed {
+                        job_id,
+                        status: "failed",
+                        error: ErrorDetail {
+                            code: error.code(),
+                            message: error.to_string(),
+                        },
+                    }),
+                };
+                if let Ok(body) = body {
+                    webhooks.deliver(&url, job_id, &body).await;
+                }
+            });
+            Ok(Answer::Accepted(Accepted {
+                job_id,
+                status: "accepted",
+            }))
+        }
+        _ => letter(state, waiting).await.map(Answer::Letter),
+    }
+}
 
+/// Checks a request's callback URL, and that its letter could be signed.
+async fn check_callback(state: &AppState, text: &str) -> Result<url::Url, ApiError> {
+    let Some(webhooks) = &state.webhooks else {
+        return Err(ApiError::Unavailable {
+            code: "webhook_unavailable",
+            message: "this ingress has no Vault, so it cannot sign callbacks".into(),
+            retry_after_secs: 60,
+        });
+    };
+    let url =
+        crate::webhook::check_url(text, webhooks.allow_private()).map_err(|error| match error {
+            CallbackError::Invalid(message) => {
+                ApiError::bad_request("invalid_callback_url", message)
+            }
+            CallbackError::NotAllowed => ApiError::bad_request(
+                "callback_not_allowed",
+                "callback_url points at a loopback, private or internal address",
+            ),
+        })?;
+    if !webhooks.ready().await {
+        return Err(ApiError::Unavailable {
+            code: "webhook_unavailable",
+            message: "the webhook signing key is unavailable; retry shortly".into(),
+            retry_after_secs: 5,
+        });
+    }
+    Ok(url)
+}
+
+/// Waits for the worker's reply to a published job and makes it the answer.
+async fn letter(state: &AppState, waiting: Waiting) -> Result<CoverLetter, ApiError> {
+    let Waiting {
+        job_id,
+        pending,
+        deadline,
+        timeout_ms,
+        started,
+    } = waiting;
     let reply = match tokio::time::timeout_at(deadline + REPLY_GRACE, pending.wait()).await {
         Err(_elapsed) => {
             return Err(ApiError::DeadlineExceeded {
@@ -489,10 +612,13 @@ fn broker_error(error: &BrokerError) -> ApiError {
 fn status_label(status: StatusCode) -> &'static str {
     match status.as_u16() {
         200 => "200",
+        202 => "202",
         400 => "400",
         401 => "401",
         403 => "403",
         404 => "404",
+        405 => "405",
+        408 => "408",
         413 => "413",
         415 => "415",
         422 => "422",
@@ -549,9 +675,12 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     )
 )]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = state
+    let mut body = state
         .metrics
         .render(state.submitter.is_ready(), state.submitter.waiting());
+    if let Some(webhooks) = &state.webhooks {
+        webhooks.deliveries.render(&mut body);
+    }
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body)
 }
 

@@ -36,6 +36,8 @@ use crate::metrics::{Latencies, Stats};
         Tone,
         Length,
         CoverLetter,
+        Accepted,
+        CallbackBody,
         Timings,
         ErrorBody,
         ErrorDetail,
@@ -103,6 +105,9 @@ pub struct CoverLetterJson {
     )]
     job_description: String,
     options: Option<LetterOptions>,
+    /// Makes the request asynchronous: answered 202 at once, the letter POSTed here when ready.
+    #[schema(format = "uri", max_length = 2048)]
+    callback_url: Option<String>,
 }
 
 /// A request as a form: the resume as a file, the job description as text or a file, the options
@@ -130,6 +135,9 @@ pub struct CoverLetterForm {
     role: Option<String>,
     #[schema(minimum = 100, maximum = 3_600_000)]
     timeout_ms: Option<u64>,
+    /// Makes the request asynchronous: answered 202 at once, the letter POSTed here when ready.
+    #[schema(format = "uri", max_length = 2048)]
+    callback_url: Option<String>,
 }
 
 /// A letter.
@@ -151,6 +159,31 @@ pub struct Timings {
     pub llm: u64,
     /// The request's whole time in the ingress.
     pub total: u64,
+}
+
+/// The answer to a request with a `callback_url`.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    pub job_id: uuid::Uuid,
+    /// `accepted`.
+    pub status: &'static str,
+}
+
+/// What a callback receives: the letter with `"status": "done"`, or `"status": "failed"` and the
+/// error a synchronous request would have been answered with.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CallbackBody {
+    Letter {
+        status: &'static str,
+        #[serde(flatten)]
+        letter: CoverLetter,
+    },
+    Failed {
+        job_id: uuid::Uuid,
+        status: &'static str,
+        error: ErrorDetail,
+    },
 }
 
 /// Every refusal.

@@ -17,6 +17,8 @@ pub struct CheckedRequest {
     pub resume: String,
     pub job_description: String,
     pub options: LetterOptions,
+    /// Where to POST the letter instead of answering with it (checked by the caller).
+    pub callback_url: Option<String>,
 }
 
 /// Extraction limits for the two documents.
@@ -34,6 +36,8 @@ struct JsonRequest {
     job_description: Option<String>,
     #[serde(default)]
     options: Option<LetterOptions>,
+    #[serde(default)]
+    callback_url: Option<String>,
 }
 
 /// JSON bodies up to this size are checked on the task that read them; larger ones on the
@@ -100,13 +104,14 @@ fn check_json(body: &[u8], limits: &DocumentLimits) -> Result<CheckedRequest, Ap
     let resume = required_text("resume_text", parsed.resume_text)?;
     let job_description = required_text("job_description", parsed.job_description)?;
     let options = parsed.options.unwrap_or_default();
+    let callback_url = parsed.callback_url;
     let resume = letterbox_extract::prepare_text(&resume, &limits.resume)
         .map_err(|error| pasted_text_error("resume_text", error, &limits.resume))?;
     let job_description =
         letterbox_extract::prepare_text(&job_description, &limits.job_description).map_err(
             |error| pasted_text_error("job_description", error, &limits.job_description),
         )?;
-    finish(resume, job_description, options)
+    finish(resume, job_description, options, callback_url)
 }
 
 async fn read_multipart(
@@ -123,6 +128,7 @@ async fn read_multipart(
     let mut job_description: Option<Upload> = None;
     let mut options_json: Option<Upload> = None;
     let mut flat = serde_json::Map::new();
+    let mut callback_url: Option<String> = None;
     while let Some(field) = multipart
         .next_field()
         .await
@@ -133,6 +139,22 @@ async fn read_multipart(
             "resume" | "resume_text" => &mut resume,
             "job_description" => &mut job_description,
             "options" => &mut options_json,
+            "callback_url" => {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| multipart_error(&e, limits))?;
+                let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    ApiError::bad_request("invalid_callback_url", "callback_url must be UTF-8 text")
+                })?;
+                if callback_url.replace(text).is_some() {
+                    return Err(ApiError::bad_request(
+                        "duplicate_field",
+                        "callback_url was sent twice",
+                    ));
+                }
+                continue;
+            }
             flat_name if FLAT_OPTION_FIELDS.contains(&flat_name) => {
                 let bytes = field
                     .bytes()
@@ -172,8 +194,8 @@ async fn read_multipart(
                 return Err(ApiError::bad_request(
                     "unknown_field",
                     format!(
-                        "unknown form field {:?}; expected resume, job_description, options \
-                         or one of {}",
+                        "unknown form field {:?}; expected resume, job_description, options, \
+                         callback_url or one of {}",
                         // Echo enough of the name to recognise a typo, not a megabyte of it.
                         name.chars().take(64).collect::<String>(),
                         FLAT_OPTION_FIELDS.join(", ")
@@ -236,7 +258,7 @@ async fn read_multipart(
         field: "job_description",
         error,
     })?;
-    finish(resume.text, job_description.text, options)
+    finish(resume.text, job_description.text, options, callback_url)
 }
 
 /// Extraction's words for a scanned document ("no text could be extracted") would mislead
@@ -260,6 +282,7 @@ fn finish(
     resume: String,
     job_description: String,
     mut options: LetterOptions,
+    callback_url: Option<String>,
 ) -> Result<CheckedRequest, ApiError> {
     // Names go into the prompt and the letter: the same clean-up as documents (no controls, no
     // bidirectional overrides, no invisible characters).
@@ -280,6 +303,7 @@ fn finish(
         resume,
         job_description,
         options,
+        callback_url,
     })
 }
 

@@ -71,6 +71,22 @@ pub struct ProducerSettings {
     /// Time allowed to in-flight requests after SIGTERM, in milliseconds.
     #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
+
+    /// KV v2 path of the key that signs webhook deliveries (field `signing_key`).
+    #[arg(long, env = env::WEBHOOK_KEY_PATH, default_value = "secret/letterbox/webhook")]
+    pub webhook_key_path: String,
+
+    /// Allow callback URLs on loopback, private and other internal addresses.
+    #[arg(long, env = env::WEBHOOK_ALLOW_PRIVATE, default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// Delivery attempts of one webhook, the first included.
+    #[arg(long, env = env::WEBHOOK_MAX_ATTEMPTS, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub webhook_max_attempts: u32,
+
+    /// Time one webhook delivery attempt may take, in milliseconds.
+    #[arg(long, env = env::WEBHOOK_TIMEOUT_MS, default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
 }
 
 impl ProducerSettings {
@@ -88,6 +104,10 @@ impl ProducerSettings {
             max_upload_bytes: 10 * 1024 * 1024,
             max_resume_chars: 50_000,
             max_job_description_chars: 30_000,
+            webhook_key_path: "secret/letterbox/webhook".to_owned(),
+            webhook_allow_private: false,
+            webhook_max_attempts: 8,
+            webhook_timeout_ms: 10_000,
             max_waiting: 5_000,
             header_timeout_ms: 10_000,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,

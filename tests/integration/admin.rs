@@ -107,6 +107,18 @@ fn store_for(role: &Value) -> letterbox_vault::VaultSettings {
     letterbox_vault::VaultSettings::from_args(&args, std::time::Duration::from_secs(1)).unwrap()
 }
 
+/// The webhook key's version: a second `setup` must not replace it.
+async fn signing_version_after_second_setup(prefix: &str) -> u64 {
+    vaultrs::kv2::read_metadata(
+        &crate::helpers::vault_client(),
+        "secret",
+        &format!("{prefix}/webhook"),
+    )
+    .await
+    .unwrap()
+    .current_version
+}
+
 #[tokio::test]
 async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
     use letterbox::sealing::{SealError, Sealer};
@@ -169,6 +181,17 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
 
     // The ingress reads token records but never the LLM key.
     assert!(producer.list_tokens(&tokens, &Role::ALL).await.is_ok());
+    // It reads the webhook signing key setup made: 32 random bytes as hex, kept across runs.
+    let webhook = KvPath::parse(&format!("secret/{prefix}/webhook"), "signing_key").unwrap();
+    let signing = producer.read(&webhook).await.unwrap();
+    let signing = secrecy::ExposeSecret::expose_secret(&signing.value).to_owned();
+    assert_eq!(signing.len(), 64);
+    assert!(signing.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(signing_version_after_second_setup(&prefix).await, 1);
+    assert!(matches!(
+        consumer.read(&webhook).await,
+        Err(VaultError::Forbidden { .. })
+    ));
     assert!(matches!(
         producer.read(&llm).await,
         Err(VaultError::Forbidden { .. })
@@ -266,6 +289,7 @@ async fn setup_makes_approles_that_can_do_their_job_and_nothing_more() {
     assert!(err.contains("use letters, digits, - and _"), "{err}");
 
     crate::helpers::delete_secret(&format!("{prefix}/llm")).await;
+    crate::helpers::delete_secret(&format!("{prefix}/webhook")).await;
     let client = crate::helpers::vault_client();
     for process in ["producer", "consumer", "admin"] {
         let name = format!("{prefix}-{process}");

@@ -106,6 +106,10 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// The workers' `LETTERBOX_LLM_STREAM`.
     pub llm_stream: bool,
+    /// The webhook signing key put into Vault (at `<key_path>-webhook`); none when `None`.
+    pub webhook_key: Option<String>,
+    /// The ingress's `LETTERBOX_WEBHOOK_ALLOW_PRIVATE`.
+    pub webhook_allow_private: bool,
 }
 
 pub struct Tls {
@@ -137,6 +141,8 @@ impl Default for Options {
             tls: None,
             open: false,
             header_timeout_ms: 10_000,
+            webhook_key: None,
+            webhook_allow_private: false,
             amqp_url: None,
             llm_stream: true,
         }
@@ -221,6 +227,20 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.broker.queue_max_length = options.queue_max_length;
     settings.shutdown_grace_ms = 2_000;
     settings.header_timeout_ms = options.header_timeout_ms;
+    settings.webhook_key_path = format!("secret/{key_path}-webhook");
+    settings.webhook_allow_private = options.webhook_allow_private;
+    settings.webhook_max_attempts = 4;
+    if let Some(key) = &options.webhook_key {
+        let data = std::collections::HashMap::from([("signing_key", key.as_str())]);
+        vaultrs::kv2::set(
+            &vault_client(),
+            "secret",
+            &format!("{key_path}-webhook"),
+            &data,
+        )
+        .await
+        .unwrap();
+    }
     if options.open {
         settings.tokens.auth = AuthMode::None;
     } else {
@@ -436,6 +456,7 @@ impl Drop for TestApp {
             delete_topology(&queue).await;
             delete_tokens(&key_path).await;
             delete_secret(&key_path).await;
+            delete_secret(&format!("{key_path}-webhook")).await;
         });
     }
 }

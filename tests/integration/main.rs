@@ -20,4 +20,5 @@ mod secrets;
 mod services;
 mod tls;
 mod transport;
+mod webhooks;
 mod workers;

@@ -17,3 +17,8 @@ path "transit/datakey/plaintext/letterbox-payload" {
 path "transit/decrypt/letterbox-payload" {
   capabilities = ["update"]
 }
+
+# The key that signs webhook deliveries (letterbox-admin setup creates it).
+path "secret/data/letterbox/webhook" {
+  capabilities = ["read"]
+}

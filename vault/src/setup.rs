@@ -53,6 +53,17 @@ pub fn policy_for(policy: &str, prefix: &str) -> String {
         .replace("letterbox-payload", &payload_key_for(prefix))
 }
 
+/// 32 random bytes as hex: the key that signs webhook deliveries.
+fn webhook_signing_key() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    // The system's random source; it does not fail on a running Linux system.
+    if ring::rand::SystemRandom::new().fill(&mut *bytes).is_err() {
+        return String::new();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Each deployment prefix gets its own transit key, so one deployment cannot unwrap another's
 /// data keys: `letterbox-payload` for the default prefix.
 pub fn payload_key_for(prefix: &str) -> String {
@@ -129,6 +140,18 @@ impl SecretStore {
             )
             .await
             .map_err(api)?;
+        }
+        // The webhook signing key: made once, kept across runs (receivers hold a copy).
+        let webhook = format!("{prefix}/webhook");
+        if vaultrs::kv2::read::<serde_json::Value>(&*client, "secret", &webhook)
+            .await
+            .is_err()
+        {
+            let key = zeroize::Zeroizing::new(webhook_signing_key());
+            let data = std::collections::HashMap::from([("signing_key", key.as_str())]);
+            vaultrs::kv2::set(&*client, "secret", &webhook, &data)
+                .await
+                .map_err(api)?;
         }
         let auths = vaultrs::sys::auth::list(&*client).await.map_err(api)?;
         let approle = "approle";
