@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use letterbox_bench::stub::{
-    self, CUT_AFTER_CHUNKS, Failure, RateLimit, RecordedRequest, RetryAfter, StubConfig,
+    self, Api, CUT_AFTER_CHUNKS, Failure, RateLimit, RecordedRequest, RetryAfter, StubConfig,
     StubHandle, letter,
 };
 use serde_json::{Value, json};
@@ -176,12 +176,14 @@ async fn letter_names_the_candidate_the_company_and_shared_keywords() -> anyhow:
     assert_eq!(
         stub.requests(),
         [RecordedRequest {
+            api: Api::OpenAi,
             model: "gpt-test".to_owned(),
             system: SYSTEM.to_owned(),
             user: USER.to_owned(),
             stream: false,
             authorized: true,
             max_tokens: Some(1256),
+            anthropic_version: None,
         }]
     );
     stub.shutdown().await;
@@ -642,4 +644,267 @@ fn stream_error() -> Value {
         "param": null,
         "code": "internal_error",
     }})
+}
+
+// Anthropic's Messages API, on the same stub.
+
+fn messages_request(stream: bool) -> Value {
+    json!({
+        "model": "claude-test",
+        "max_tokens": 1256,
+        "system": SYSTEM,
+        "messages": [{ "role": "user", "content": USER }],
+        "stream": stream,
+    })
+}
+
+async fn post_messages(
+    stub: &StubHandle,
+    key: &str,
+    version: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<reqwest::Response> {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/messages", stub.base_url))
+        .header("x-api-key", key)
+        .json(body);
+    if let Some(version) = version {
+        request = request.header("anthropic-version", version);
+    }
+    Ok(request.send().await?)
+}
+
+/// `(event name, data)` of every event of an SSE body, in order.
+fn named_events(text: &str) -> anyhow::Result<Vec<(String, Value)>> {
+    let mut events = Vec::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        if let Some(value) = line.strip_prefix("event: ") {
+            name = value.to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            events.push((std::mem::take(&mut name), serde_json::from_str(data)?));
+        }
+    }
+    Ok(events)
+}
+
+#[tokio::test]
+async fn a_message_holds_the_letter_in_one_text_block_and_the_request_is_recorded()
+-> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+
+    let response = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(false)).await?;
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await?;
+    let input_tokens = (SYSTEM.chars().count() + USER.chars().count()).div_ceil(4);
+    assert_eq!(
+        body,
+        json!({
+            "id": "msg_stub00000000000",
+            "type": "message",
+            "role": "assistant",
+            "model": stub::DEFAULT_MODEL,
+            "content": [{ "type": "text", "text": LETTER }],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": { "input_tokens": input_tokens, "output_tokens": LETTER.chars().count().div_ceil(4) },
+        })
+    );
+    assert_eq!(
+        stub.requests(),
+        [RecordedRequest {
+            api: Api::Anthropic,
+            model: "claude-test".to_owned(),
+            system: SYSTEM.to_owned(),
+            user: USER.to_owned(),
+            stream: false,
+            authorized: true,
+            max_tokens: Some(1256),
+            anthropic_version: Some("2023-06-01".to_owned()),
+        }]
+    );
+    assert_eq!(stub.letter_count(), 1);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_streamed_message_sends_anthropic_events_in_order_and_the_whole_letter()
+-> anyhow::Result<()> {
+    let mut config = StubConfig::new(KEY);
+    config.latency = stub::Latency::Fixed(std::time::Duration::from_millis(50));
+    let stub = start(config).await?;
+
+    let response = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(true)).await?;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = named_events(&response.text().await?)?;
+    // Every event's name is the type its data repeats.
+    assert!(
+        events
+            .iter()
+            .all(|(name, data)| data["type"] == name.as_str())
+    );
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    let words = letter::chunks(LETTER).len();
+    let mut expected = vec!["message_start", "content_block_start", "ping"];
+    expected.extend(std::iter::repeat_n("content_block_delta", words));
+    expected.extend(["content_block_stop", "message_delta", "message_stop"]);
+    assert_eq!(names, expected);
+    assert_eq!(events[0].1["message"]["model"], stub::DEFAULT_MODEL);
+    let letter: String = events
+        .iter()
+        .filter(|(name, _)| name == "content_block_delta")
+        .map(|(_, data)| {
+            assert_eq!(data["delta"]["type"], "text_delta");
+            data["delta"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(letter, LETTER);
+    assert_eq!(
+        events[events.len() - 2].1["delta"],
+        json!({ "stop_reason": "end_turn", "stop_sequence": null })
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn messages_need_the_key_in_x_api_key_and_an_anthropic_version() -> anyhow::Result<()> {
+    let stub = start(StubConfig::new(KEY)).await?;
+
+    let wrong = post_messages(
+        &stub,
+        "sk-wrong",
+        Some("2023-06-01"),
+        &messages_request(false),
+    )
+    .await?;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        wrong.json::<Value>().await?,
+        json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+    );
+    // A bearer key is OpenAI's way, not Anthropic's.
+    let bearer = reqwest::Client::new()
+        .post(format!("{}/messages", stub.base_url))
+        .bearer_auth(KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&messages_request(false))
+        .send()
+        .await?;
+    assert_eq!(bearer.status(), 401);
+    let unversioned = post_messages(&stub, KEY, None, &messages_request(false)).await?;
+    assert_eq!(unversioned.status(), 400);
+    assert_eq!(
+        unversioned.json::<Value>().await?,
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": "anthropic-version: header is required"}})
+    );
+    let mut no_limit = messages_request(false);
+    no_limit
+        .as_object_mut()
+        .map(|body| body.remove("max_tokens"));
+    let refused = post_messages(&stub, KEY, Some("2023-06-01"), &no_limit).await?;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.json::<Value>().await?["error"]["message"],
+        "max_tokens: Field required"
+    );
+    let authorized: Vec<bool> = stub.requests().iter().map(|r| r.authorized).collect();
+    assert_eq!(authorized, [false, false, true, true]);
+    assert_eq!(stub.letter_count(), 0);
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn anthropic_failures_come_in_anthropic_shapes() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::RateLimited {
+        every: 1,
+        retry_after: RetryAfter::Seconds(2),
+    })
+    .await?;
+    let limited = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(false)).await?;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "2");
+    assert_eq!(
+        limited.json::<Value>().await?,
+        json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached for requests. Please try again in 2s."}})
+    );
+
+    stub.set_failure(Some(Failure::Status {
+        status: 529,
+        every: 1,
+    }))?;
+    let overloaded = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(true)).await?;
+    assert_eq!(overloaded.status().as_u16(), 529);
+    assert_eq!(overloaded.headers()["retry-after"], "1");
+    let body: Value = overloaded.json().await?;
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "overloaded_error");
+    assert_eq!(stub.rate_limited_count(), 1);
+
+    // A whole answer cut inside its letter.
+    stub.set_failure(Some(Failure::CutStream { every: 1 }))?;
+    let cut = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(false)).await?;
+    assert_eq!(cut.status(), 200);
+    assert_eq!(
+        cut.text().await?,
+        "{\"content\":[{\"text\":\"Dear Jane Roe,\\n\\nI am "
+    );
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cut_message_stream_ends_after_the_first_words_without_its_stop() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::CutStream { every: 1 }).await?;
+
+    let response = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(true)).await?;
+
+    assert_eq!(response.status(), 200);
+    let events = named_events(&response.text().await?)?;
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    let mut expected = vec!["message_start", "content_block_start", "ping"];
+    expected.extend(std::iter::repeat_n("content_block_delta", CUT_AFTER_CHUNKS));
+    assert_eq!(names, expected);
+    let words: Vec<&str> = events[3..]
+        .iter()
+        .filter_map(|(_, data)| data["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(words, cut_letter());
+    stub.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_error_event_ends_a_message_stream_after_the_first_words() -> anyhow::Result<()> {
+    let stub = start_failing(Failure::ErrorEvent { every: 1 }).await?;
+
+    let response = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(true)).await?;
+
+    assert_eq!(response.status(), 200);
+    let events = named_events(&response.text().await?)?;
+    assert_eq!(events.len(), 3 + CUT_AFTER_CHUNKS + 1);
+    assert_eq!(
+        events[events.len() - 1],
+        (
+            "error".to_owned(),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+        )
+    );
+    // A whole answer that fails so is a 200 carrying the error object.
+    let whole = post_messages(&stub, KEY, Some("2023-06-01"), &messages_request(false)).await?;
+    assert_eq!(whole.status(), 200);
+    assert_eq!(
+        whole.json::<Value>().await?,
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    );
+    stub.shutdown().await;
+    Ok(())
 }

@@ -11,14 +11,15 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use letterbox_bench::stub::{self, Failure, Latency, RateLimit, RetryAfter, StubConfig, env};
 
-/// An OpenAI-compatible chat-completions server that writes cover letters from the prompt.
+/// A stand-in LLM that writes cover letters from the prompt: OpenAI's chat completions at
+/// /v1/chat/completions and Anthropic's Messages API at /v1/messages.
 #[derive(Parser)]
 #[command(name = "letterbox-stub-llm", version, after_help = letterbox::telemetry::LOG_HELP)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = env::ADDR, default_value = "127.0.0.1:8089")]
     addr: SocketAddr,
-    /// The bearer key clients must send.
+    /// The key clients must send (a bearer key, or Anthropic's x-api-key).
     #[arg(long, env = env::KEY, hide_env_values = true)]
     key: String,
     /// Fixed latency of every answer, in milliseconds.

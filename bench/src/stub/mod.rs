@@ -1,6 +1,7 @@
-//! A stand-in for a paid OpenAI-compatible provider.
+//! A stand-in for a paid LLM provider.
 //!
-//! It speaks the chat-completions wire format (plain and streamed), checks a bearer key, waits a
+//! It speaks OpenAI's chat-completions wire format and Anthropic's Messages API (each plain and
+//! streamed, with its own errors), checks the key (a bearer key, or Anthropic's `x-api-key`), waits a
 //! configurable latency, and answers with a cover letter assembled from the prompt (see
 //! [`letter`]), so tests can assert both on what reached the "LLM" ([`StubHandle::requests`]) and
 //! on what came back. Failures are injected deterministically: with `every = n`, the first call and
@@ -15,6 +16,7 @@
 //! - `server.rs`: the routes, the recorder and the streaming response.
 //! - `letter.rs`: the letter writer, a pure function of the prompt.
 
+mod anthropic;
 pub mod letter;
 mod server;
 
@@ -26,7 +28,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-pub use server::{RecordedRequest, StubState, router};
+pub use server::{Api, RecordedRequest, StubState, router};
 
 /// The model name the stub reports unless told otherwise.
 pub const DEFAULT_MODEL: &str = "letterbox-stub-1";
@@ -155,7 +157,8 @@ impl Latency {
 /// [`StubHandle::set_failure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Answer `status` (400–599) with an OpenAI-style error body. 429, 503 and 529 carry
+    /// Answer `status` (400–599) with an error body in the called API's shape (OpenAI's, or
+    /// Anthropic's, typed by status: `rate_limit_error`, `overloaded_error`, …). 429, 503 and 529 carry
     /// `Retry-After: 1`. Answered at once, without the latency, as providers answer rate limits.
     Status { status: u16, every: u32 },
     /// Answer 429 `rate_limit_exceeded` at once, telling the client when to come back in one of
@@ -164,14 +167,17 @@ pub enum Failure {
     /// Take the request and never answer: the connection stays open until the client gives up
     /// or the stub shuts down (which closes it without a response).
     Hang { every: u32 },
-    /// Status 200, then the answer stops short, paced by the latency: a stream sends its role
-    /// chunk and [`CUT_AFTER_CHUNKS`] content chunks and ends, with no `finish_reason` and no
-    /// `data: [DONE]`; a plain answer's JSON body ends inside the letter.
+    /// Status 200, then the answer stops short, paced by the latency: a stream sends its opening
+    /// events (OpenAI's role chunk; Anthropic's `message_start`, `content_block_start` and `ping`)
+    /// and [`CUT_AFTER_CHUNKS`] content chunks and ends, with no finish (no `finish_reason` and no
+    /// `data: [DONE]`; no `message_delta` and no `message_stop`); a plain answer's JSON body ends
+    /// inside the letter.
     CutStream { every: u32 },
-    /// Status 200, then an error, paced by the latency: a stream sends its role chunk and
+    /// Status 200, then an error, paced by the latency: a stream sends its opening events and
     /// [`CUT_AFTER_CHUNKS`] content chunks, then `data: {"error": {…, "type": "server_error",
-    /// "code": "internal_error"}}` and ends (as OpenAI reports a failure mid-stream); a plain
-    /// answer's body is that error object.
+    /// "code": "internal_error"}}` (as OpenAI reports a failure mid-stream) or Anthropic's
+    /// `event: error` with `{"type": "error", "error": {"type": "overloaded_error", …}}`, and
+    /// ends; a plain answer's body is that error object.
     ErrorEvent { every: u32 },
 }
 

@@ -1,5 +1,7 @@
-//! The stub's HTTP surface: `POST /v1/chat/completions` (also without `/v1`), `GET /v1/models`,
-//! `GET /healthz`, and OpenAI-shaped errors for everything else.
+//! The stub's HTTP surface: `POST /v1/chat/completions` and Anthropic's `POST /v1/messages`
+//! (both also without `/v1`), `GET /v1/models`, `GET /healthz`, and OpenAI-shaped errors for
+//! everything else. Both APIs share the checks, the failures and the letter; only the shapes
+//! differ (Anthropic's are in `anthropic.rs`).
 //!
 //! Checks run in the provider's order: key, then body, then the rate limit, then the injected
 //! failure, then the latency. Every request is recorded before any check can turn it away, because tests assert on
@@ -28,8 +30,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::letter;
 use super::{CUT_AFTER_CHUNKS, Failure, Latency, RateLimit, RetryAfter, StubConfig};
+use super::{anthropic, letter};
 
 /// How many requests the recorder keeps; a load test must not grow the stub without bound.
 const RECORD_LIMIT: usize = 1_000;
@@ -37,9 +39,20 @@ const RECORD_LIMIT: usize = 1_000;
 /// OpenAI's rule of thumb for English: about four characters per token.
 const CHARS_PER_TOKEN: usize = 4;
 
+/// The API a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Api {
+    /// `POST /v1/chat/completions`.
+    #[default]
+    OpenAi,
+    /// `POST /v1/messages`.
+    Anthropic,
+}
+
 /// One request as it reached the stub. The key is never kept, only whether it matched.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecordedRequest {
+    pub api: Api,
     pub model: String,
     /// The system (or developer) messages, joined by a blank line.
     pub system: String,
@@ -49,6 +62,8 @@ pub struct RecordedRequest {
     pub authorized: bool,
     /// `max_tokens`, or else `max_completion_tokens`.
     pub max_tokens: Option<u32>,
+    /// The `anthropic-version` header of a Messages request.
+    pub anthropic_version: Option<String>,
 }
 
 /// The stub's shared state: what routes read and what a test inspects.
@@ -190,6 +205,14 @@ impl StubState {
             .and_then(|value| value.strip_prefix("Bearer "))
             .is_some_and(|key| key.trim() == *lock(&self.inner.key))
     }
+
+    /// Anthropic's way: the key alone in `x-api-key`.
+    fn authorized_anthropic(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get(anthropic::KEY_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|key| key.trim() == *lock(&self.inner.key))
+    }
 }
 
 /// A poisoned lock only means a test thread panicked mid-update; the data is still usable.
@@ -206,6 +229,8 @@ pub fn router(config: StubConfig) -> anyhow::Result<(Router, StubState)> {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
+        .route("/messages", post(messages))
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/healthz", get(|| async { "ok" }))
@@ -231,11 +256,11 @@ struct ChatRequest {
 }
 
 #[derive(Deserialize)]
-struct Message {
-    role: String,
+pub(super) struct Message {
+    pub(super) role: String,
     /// A string, an array of content parts, or null.
     #[serde(default)]
-    content: Value,
+    pub(super) content: Value,
 }
 
 #[derive(Deserialize)]
@@ -275,7 +300,7 @@ impl ChatRequest {
     }
 }
 
-fn content_text(content: &Value) -> String {
+pub(super) fn content_text(content: &Value) -> String {
     match content {
         Value::String(text) => text.clone(),
         Value::Array(parts) => parts
@@ -284,6 +309,34 @@ fn content_text(content: &Value) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         _ => String::new(),
+    }
+}
+
+/// What the stub answers from, whichever API the request came in: the prompt and the options
+/// that shape the letter.
+pub(super) struct Call {
+    pub(super) system: String,
+    pub(super) user: String,
+    pub(super) stream: bool,
+    pub(super) max_tokens: Option<u32>,
+    pub(super) prompt_chars: usize,
+    /// OpenAI's `stream_options.include_usage`.
+    pub(super) include_usage: bool,
+}
+
+impl ChatRequest {
+    fn call(&self) -> Call {
+        Call {
+            system: self.system(),
+            user: self.user(),
+            stream: self.stream.unwrap_or(false),
+            max_tokens: self.max_tokens(),
+            prompt_chars: self.prompt_chars(),
+            include_usage: self
+                .stream_options
+                .as_ref()
+                .is_some_and(|options| options.include_usage),
+        }
     }
 }
 
@@ -302,6 +355,7 @@ async fn chat_completions(
             stream: request.stream.unwrap_or(false),
             authorized,
             max_tokens: request.max_tokens(),
+            ..RecordedRequest::default()
         },
         Err(_) => RecordedRequest {
             authorized,
@@ -327,13 +381,71 @@ async fn chat_completions(
     if let Some(problem) = invalid(&request) {
         return api_error(StatusCode::BAD_REQUEST, problem, None);
     }
+    serve(&state, Api::OpenAi, &request.call()).await
+}
+
+/// Anthropic's `POST /v1/messages`: the key in `x-api-key`, an `anthropic-version`, then the same
+/// checks, failures and letters as chat completions, in Anthropic's shapes.
+async fn messages(State(state): State<StubState>, headers: HeaderMap, body: Bytes) -> Response {
+    let authorized = state.authorized_anthropic(&headers);
+    let version = headers
+        .get(anthropic::VERSION_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let parsed = serde_json::from_slice::<anthropic::MessagesRequest>(&body);
+    state.record(match &parsed {
+        Ok(request) => RecordedRequest {
+            api: Api::Anthropic,
+            model: request.model.clone(),
+            system: request.system(),
+            user: request.user(),
+            stream: request.stream.unwrap_or(false),
+            authorized,
+            max_tokens: request.max_tokens,
+            anthropic_version: version.clone(),
+        },
+        Err(_) => RecordedRequest {
+            api: Api::Anthropic,
+            authorized,
+            anthropic_version: version.clone(),
+            ..RecordedRequest::default()
+        },
+    });
+
+    let refuse = |status, message: &str| error_response(Api::Anthropic, status, message, "", None);
+    if !authorized {
+        tracing::debug!(status = 401, "Refused a request without the stub's key");
+        return refuse(StatusCode::UNAUTHORIZED, "invalid x-api-key");
+    }
+    if version.is_none() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "anthropic-version: header is required",
+        );
+    }
+    let request = match parsed {
+        Ok(request) => request,
+        Err(error) => {
+            let message = format!("There was an issue with your request body: {error}");
+            return refuse(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    if let Some(problem) = request.invalid() {
+        return refuse(StatusCode::BAD_REQUEST, problem);
+    }
+    serve(&state, Api::Anthropic, &request.call()).await
+}
+
+/// The answer to a well-formed, authorised call: the rate limit, then the injected failure,
+/// then the latency and the letter, in the shapes of `api`.
+async fn serve(state: &StubState, api: Api, call: &Call) -> Response {
     if let Some((limit, wait)) = state.over_rate() {
         tracing::debug!(
             wait_ms = wait.as_millis(),
             "Refused a call over the rate limit"
         );
         state.count_rate_limited();
-        return over_rate(limit, wait);
+        return over_rate(api, limit, wait);
     }
     let failure = state.injected_failure();
     match failure {
@@ -344,13 +456,13 @@ async fn chat_completions(
                 if status == StatusCode::TOO_MANY_REQUESTS {
                     state.count_rate_limited();
                 }
-                return injected_error(status);
+                return injected_error(api, status);
             }
         }
         Some(Failure::RateLimited { retry_after, .. }) => {
             tracing::debug!(%retry_after, "Answered an injected rate limit");
             state.count_rate_limited();
-            return rate_limited(retry_after, SystemTime::now());
+            return rate_limited(api, retry_after, SystemTime::now());
         }
         Some(Failure::Hang { .. }) => {
             tracing::debug!("Holding a call without answering");
@@ -361,18 +473,16 @@ async fn chat_completions(
     }
 
     let latency = state.latency();
-    let answer = Answer::new(&state, &request);
-    let stream = request.stream.unwrap_or(false);
-    match (failure, stream) {
+    let answer = Answer::new(state, api, call);
+    match (failure, call.stream) {
         (Some(Failure::CutStream { .. }), true) => {
             tracing::debug!(latency_ms = latency.as_millis(), "Streaming a cut answer");
             return answer.broken_stream(latency, None).into_response();
         }
         (Some(Failure::ErrorEvent { .. }), true) => {
             tracing::debug!(latency_ms = latency.as_millis(), "Streaming an error event");
-            return answer
-                .broken_stream(latency, Some(stream_error()))
-                .into_response();
+            let error = stream_error(api);
+            return answer.broken_stream(latency, Some(error)).into_response();
         }
         (Some(Failure::CutStream { .. }), false) => {
             tokio::time::sleep(latency).await;
@@ -388,22 +498,18 @@ async fn chat_completions(
                 latency_ms = latency.as_millis(),
                 "Answered an error with 200"
             );
-            return json_text(stream_error().to_string());
+            return json_text(stream_error(api).1);
         }
         _ => {}
     }
     state.inner.letters.fetch_add(1, Ordering::SeqCst);
-    if stream {
-        let include_usage = request
-            .stream_options
-            .as_ref()
-            .is_some_and(|options| options.include_usage);
+    if call.stream {
         tracing::debug!(
             latency_ms = latency.as_millis(),
             stream = true,
             "Streaming a letter"
         );
-        answer.stream(latency, include_usage).into_response()
+        answer.stream(latency, call.include_usage).into_response()
     } else {
         tokio::time::sleep(latency).await;
         tracing::debug!(
@@ -432,38 +538,51 @@ fn invalid(request: &ChatRequest) -> Option<&'static str> {
     None
 }
 
-/// One letter, ready to be sent whole or as chunks.
-struct Answer {
-    id: String,
-    created: u64,
-    model: String,
-    content: String,
-    finish_reason: &'static str,
-    prompt_tokens: usize,
+/// One event of a stream: its name (Anthropic names every event; OpenAI none) and its data.
+pub(super) type StreamEvent = (Option<&'static str>, String);
+
+/// One letter, ready to be sent whole or as chunks, in the shapes of its API.
+pub(super) struct Answer {
+    pub(super) api: Api,
+    pub(super) id: String,
+    pub(super) created: u64,
+    pub(super) model: String,
+    pub(super) content: String,
+    /// OpenAI's name for how the letter ended: `stop` or `length`.
+    pub(super) finish_reason: &'static str,
+    pub(super) prompt_tokens: usize,
 }
 
 impl Answer {
-    fn new(state: &StubState, request: &ChatRequest) -> Self {
-        let full = letter::compose(&request.system(), &request.user());
-        let (content, finish_reason) = match request.max_tokens() {
+    fn new(state: &StubState, api: Api, call: &Call) -> Self {
+        let full = letter::compose(&call.system, &call.user);
+        let (content, finish_reason) = match call.max_tokens {
             Some(limit) => cut_to_tokens(&full, limit),
             None => (full, "stop"),
         };
         let serial = state.inner.completions.fetch_add(1, Ordering::SeqCst);
         Self {
-            id: format!("chatcmpl-stub{serial:011}"),
+            api,
+            id: match api {
+                Api::OpenAi => format!("chatcmpl-stub{serial:011}"),
+                Api::Anthropic => format!("msg_stub{serial:011}"),
+            },
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs()),
             model: state.inner.model.clone(),
             finish_reason,
-            prompt_tokens: request.prompt_chars().div_ceil(CHARS_PER_TOKEN),
+            prompt_tokens: call.prompt_chars.div_ceil(CHARS_PER_TOKEN),
             content,
         }
     }
 
+    pub(super) fn completion_tokens(&self) -> usize {
+        self.content.chars().count().div_ceil(CHARS_PER_TOKEN)
+    }
+
     fn usage(&self) -> Value {
-        let completion_tokens = self.content.chars().count().div_ceil(CHARS_PER_TOKEN);
+        let completion_tokens = self.completion_tokens();
         json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -476,6 +595,9 @@ impl Answer {
     }
 
     fn completion_of(&self, content: &str) -> Value {
+        if self.api == Api::Anthropic {
+            return anthropic::message(self, content);
+        }
         json!({
             "id": self.id,
             "object": "chat.completion",
@@ -496,7 +618,11 @@ impl Answer {
         let prefix = cut_prefix(&self.content);
         let full = self.completion_of(&prefix).to_string();
         // The escaped prefix without its closing quote: the string is left open.
-        let marker = format!("\"content\":{}", json!(prefix));
+        let field = match self.api {
+            Api::OpenAi => "content",
+            Api::Anthropic => "text",
+        };
+        let marker = format!("\"{field}\":{}", json!(prefix));
         let marker = &marker[..marker.len() - 1];
         match full.find(marker) {
             Some(start) => full[..start + marker.len()].to_owned(),
@@ -505,37 +631,41 @@ impl Answer {
         }
     }
 
-    /// The start of a stream that goes wrong: the role chunk and the first
+    /// The start of a stream that goes wrong: its opening events and the first
     /// [`CUT_AFTER_CHUNKS`] content chunks at the times a whole stream would send them, then
-    /// `error` as a last event when given, then the end of the body: no `finish_reason`, no
-    /// `[DONE]`.
+    /// `error` as a last event when given, then the end of the body: no finish (OpenAI's
+    /// `finish_reason` and `[DONE]`, Anthropic's `message_delta` and `message_stop`).
     fn broken_stream(
         self,
         latency: Duration,
-        error: Option<Value>,
+        error: Option<StreamEvent>,
     ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
         let mut plan = self.plan(latency, false);
-        plan.truncate(1 + cut_chunks(&self.content));
-        if let Some(error) = error {
+        let opening = match self.api {
+            Api::OpenAi => 1,
+            Api::Anthropic => anthropic::OPENING_EVENTS,
+        };
+        plan.truncate(opening + cut_chunks(&self.content));
+        if let Some((name, data)) = error {
             let due = plan.last().map_or(Duration::ZERO, |(due, _)| *due);
-            plan.push((due, error.to_string()));
+            plan.push((due, (name, data)));
         }
         paced(plan)
     }
 
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> String {
-        json!({
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> StreamEvent {
+        let data = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "choices": [{ "index": 0, "delta": delta, "finish_reason": finish_reason }],
-        })
-        .to_string()
+        });
+        (None, data.to_string())
     }
 
-    /// The role first, as OpenAI sends it, then one word per chunk, due at evenly spaced points
-    /// of the latency so the last word lands when a non-streamed answer would have.
+    /// The opening events first, then one word per chunk, due at evenly spaced points of the
+    /// latency so the last word lands when a non-streamed answer would have.
     fn stream(
         self,
         latency: Duration,
@@ -544,17 +674,29 @@ impl Answer {
         paced(self.plan(latency, include_usage))
     }
 
-    /// Every event of the stream with the time it is due, from the start of the answer.
-    fn plan(&self, latency: Duration, include_usage: bool) -> Vec<(Duration, String)> {
+    /// When each word of the letter is due, from the start of the answer.
+    pub(super) fn word_times(&self, latency: Duration) -> Vec<(Duration, &str)> {
         let words = letter::chunks(&self.content);
         let count = words.len().max(1) as f64;
+        words
+            .into_iter()
+            .enumerate()
+            .map(|(index, word)| (latency.mul_f64((index + 1) as f64 / count), word))
+            .collect()
+    }
+
+    /// Every event of the stream with the time it is due, from the start of the answer.
+    fn plan(&self, latency: Duration, include_usage: bool) -> Vec<(Duration, StreamEvent)> {
+        if self.api == Api::Anthropic {
+            return anthropic::plan(self, latency);
+        }
+        let words = self.word_times(latency);
         let mut plan = Vec::with_capacity(words.len() + 4);
         plan.push((
             Duration::ZERO,
             self.chunk(json!({ "role": "assistant", "content": "" }), None),
         ));
-        for (index, word) in words.iter().enumerate() {
-            let due = latency.mul_f64((index + 1) as f64 / count);
+        for (due, word) in words {
             plan.push((due, self.chunk(json!({ "content": word }), None)));
         }
         plan.push((latency, self.chunk(json!({}), Some(self.finish_reason))));
@@ -567,21 +709,26 @@ impl Answer {
                 "choices": [],
                 "usage": self.usage(),
             });
-            plan.push((latency, usage.to_string()));
+            plan.push((latency, (None, usage.to_string())));
         }
-        plan.push((latency, "[DONE]".to_owned()));
+        plan.push((latency, (None, "[DONE]".to_owned())));
         plan
     }
 }
 
 /// The events of `plan`, each sent when it is due.
 fn paced(
-    plan: Vec<(Duration, String)>,
+    plan: Vec<(Duration, StreamEvent)>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let start = tokio::time::Instant::now();
-    let events = futures_util::stream::iter(plan).then(move |(due, data)| async move {
+    let events = futures_util::stream::iter(plan).then(move |(due, (name, data))| async move {
         tokio::time::sleep_until(start + due).await;
-        Ok(Event::default().data(data))
+        // The name first, as Anthropic writes it: `event: …` then `data: …`.
+        let event = match name {
+            Some(name) => Event::default().event(name),
+            None => Event::default(),
+        };
+        Ok(event.data(data))
     });
     Sse::new(events)
 }
@@ -600,15 +747,25 @@ fn cut_prefix(content: &str) -> String {
         .collect()
 }
 
-/// What OpenAI sends as an event when a stream fails after its 200, and here also as the body of
-/// a plain answer that fails the same way.
-fn stream_error() -> Value {
-    json!({ "error": {
-        "message": "The server had an error while processing your request. Sorry about that!",
-        "type": "server_error",
-        "param": null,
-        "code": "internal_error",
-    }})
+/// What a provider sends as an event when a stream fails after its 200, and here also as the
+/// body of a plain answer that fails the same way: OpenAI's `{"error": {…, "code":
+/// "internal_error"}}`, Anthropic's `event: error` with an `overloaded_error`.
+fn stream_error(api: Api) -> StreamEvent {
+    match api {
+        Api::OpenAi => {
+            let data = json!({ "error": {
+                "message": "The server had an error while processing your request. Sorry about that!",
+                "type": "server_error",
+                "param": null,
+                "code": "internal_error",
+            }});
+            (None, data.to_string())
+        }
+        Api::Anthropic => (
+            Some("error"),
+            anthropic::error_body("overloaded_error", "Overloaded").to_string(),
+        ),
+    }
 }
 
 /// Status 200 with `text` as a JSON body, whether or not it parses.
@@ -669,7 +826,7 @@ async fn unknown_route(method: Method, uri: Uri) -> Response {
 }
 
 /// An injected rate limit with its hint in the form asked for, counted from `now`.
-fn rate_limited(retry_after: RetryAfter, now: SystemTime) -> Response {
+fn rate_limited(api: Api, retry_after: RetryAfter, now: SystemTime) -> Response {
     let message = match retry_after {
         RetryAfter::Seconds(seconds) | RetryAfter::HttpDate(seconds) => {
             format!("Rate limit reached for requests. Please try again in {seconds}s.")
@@ -680,6 +837,7 @@ fn rate_limited(retry_after: RetryAfter, now: SystemTime) -> Response {
         RetryAfter::None => "Rate limit reached for requests. Please try again later.".to_owned(),
     };
     let mut response = error_response(
+        api,
         StatusCode::TOO_MANY_REQUESTS,
         &message,
         "rate_limit_exceeded",
@@ -693,7 +851,7 @@ fn rate_limited(retry_after: RetryAfter, now: SystemTime) -> Response {
 
 /// A call over the rate limit: 429 at once, with the wait until the next call would be taken,
 /// as OpenAI sends it: `retry-after-ms` exactly, `Retry-After` rounded up to whole seconds.
-fn over_rate(limit: RateLimit, wait: Duration) -> Response {
+fn over_rate(api: Api, limit: RateLimit, wait: Duration) -> Response {
     let millis = u64::try_from(wait.as_millis().max(1)).unwrap_or(u64::MAX);
     let seconds = millis.div_ceil(1000);
     let message = format!(
@@ -701,6 +859,7 @@ fn over_rate(limit: RateLimit, wait: Duration) -> Response {
         limit.per_second
     );
     let mut response = error_response(
+        api,
         StatusCode::TOO_MANY_REQUESTS,
         &message,
         "rate_limit_exceeded",
@@ -737,7 +896,7 @@ fn retry_after_header(
 }
 
 /// An injected failure, worded and typed as the provider words it.
-fn injected_error(status: StatusCode) -> Response {
+fn injected_error(api: Api, status: StatusCode) -> Response {
     let (message, kind, code) = match status.as_u16() {
         429 => (
             "Rate limit reached for requests. Please try again in 1s.",
@@ -765,7 +924,7 @@ fn injected_error(status: StatusCode) -> Response {
             None,
         ),
     };
-    let mut response = error_response(status, message, kind, code);
+    let mut response = error_response(api, status, message, kind, code);
     if matches!(status.as_u16(), 429 | 503 | 529) {
         response
             .headers_mut()
@@ -775,13 +934,25 @@ fn injected_error(status: StatusCode) -> Response {
 }
 
 fn api_error(status: StatusCode, message: &str, code: Option<&str>) -> Response {
-    error_response(status, message, "invalid_request_error", code)
+    error_response(Api::OpenAi, status, message, "invalid_request_error", code)
 }
 
-/// OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
-fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response {
-    let body =
-        json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
+/// An error in the shape of `api`: OpenAI's `{"error": {"message", "type", "param", "code"}}`
+/// with `kind` and `code`, or Anthropic's `{"type": "error", "error": {"type", "message"}}`,
+/// whose type follows from the status.
+fn error_response(
+    api: Api,
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: Option<&str>,
+) -> Response {
+    let body = match api {
+        Api::OpenAi => {
+            json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
+        }
+        Api::Anthropic => anthropic::error_body(anthropic::error_type(status), message),
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -918,11 +1089,11 @@ mod tests {
     #[test]
     fn a_rate_limit_names_its_wait_in_the_message_and_in_one_header() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
-        let response = rate_limited(RetryAfter::Millis(250), now);
+        let response = rate_limited(Api::OpenAi, RetryAfter::Millis(250), now);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()["retry-after-ms"], "250");
         assert!(response.headers().get(header::RETRY_AFTER).is_none());
-        let response = rate_limited(RetryAfter::HttpDate(2), now);
+        let response = rate_limited(Api::OpenAi, RetryAfter::HttpDate(2), now);
         assert_eq!(
             response.headers()[header::RETRY_AFTER],
             "Sun, 06 Nov 1994 08:49:39 GMT"
@@ -933,12 +1104,12 @@ mod tests {
     #[test]
     fn a_call_over_the_rate_gets_the_exact_wait_and_whole_seconds() {
         let limit = RateLimit::per_second(std::num::NonZeroU32::new(20).unwrap());
-        let response = over_rate(limit, Duration::from_millis(1250));
+        let response = over_rate(Api::OpenAi, limit, Duration::from_millis(1250));
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()["retry-after-ms"], "1250");
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
         // A wait under a millisecond is still a wait.
-        let response = over_rate(limit, Duration::from_micros(300));
+        let response = over_rate(Api::OpenAi, limit, Duration::from_micros(300));
         assert_eq!(response.headers()["retry-after-ms"], "1");
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
