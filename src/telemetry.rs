@@ -291,6 +291,59 @@ impl CounterVec {
     }
 }
 
+/// A counter with two labels whose values the code chooses (e.g. `provider="fallback",
+/// outcome="letter"`).
+pub struct CounterVec2 {
+    name: &'static str,
+    help: &'static str,
+    labels: (&'static str, &'static str),
+    values: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl CounterVec2 {
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: (&'static str, &'static str),
+    ) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn inc(&self, first: &'static str, second: &'static str) {
+        let mut values = self
+            .values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *values.entry((first, second)).or_default() += 1;
+    }
+
+    pub fn get(&self, first: &str, second: &str) -> u64 {
+        let values = self
+            .values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        values.get(&(first, second)).copied().unwrap_or(0)
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let values = self
+            .values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (name, (first, second)) = (self.name, self.labels);
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((a, b), count) in values.iter() {
+            let _ = writeln!(out, "{name}{{{first}=\"{a}\",{second}=\"{b}\"}} {count}");
+        }
+    }
+}
+
 /// A plain counter.
 pub struct Counter {
     name: &'static str,
@@ -468,6 +521,24 @@ mod tests {
             out.contains("letterbox_test_total{code=\"503\"} 1\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_counter_with_two_labels_renders_each_pair() {
+        let counter = CounterVec2::new("letterbox_test_total", "Test.", ("provider", "outcome"));
+        counter.inc("primary", "server_error");
+        counter.inc("fallback", "letter");
+        counter.inc("primary", "server_error");
+        let mut out = String::new();
+        counter.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP letterbox_test_total Test.\n# TYPE letterbox_test_total counter\n\
+             letterbox_test_total{provider=\"fallback\",outcome=\"letter\"} 1\n\
+             letterbox_test_total{provider=\"primary\",outcome=\"server_error\"} 2\n"
+        );
+        assert_eq!(counter.get("primary", "server_error"), 2);
+        assert_eq!(counter.get("fallback", "server_error"), 0);
     }
 
     #[test]

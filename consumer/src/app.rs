@@ -29,10 +29,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::limiter::Limiter;
 use crate::llm::LlmClient;
-use crate::metrics::Metrics;
+use crate::metrics::{KeyRole, Metrics};
 use crate::prompt::Templates;
-use crate::settings::ConsumerSettings;
-use crate::worker::{Worker, settle};
+use crate::settings::{ConsumerSettings, LlmTarget};
+use crate::worker::{Route, Worker, settle};
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The name the broker's UI shows for this process's connections.
@@ -100,28 +100,55 @@ impl ConsumerApp {
         )
         .await
         .context("cannot read the monitoring tokens from Vault")?;
-        let key_path = KvPath::parse(&settings.llm_key_path, &settings.llm_key_field)?;
-        // A wrong path or policy is a configuration error: say so now, once, and stop.
+        let primary = settings.primary_llm().map_err(anyhow::Error::msg)?;
+        let fallback = settings.fallback_llm().map_err(anyhow::Error::msg)?;
         let metrics = Arc::new(Metrics::new());
-        match secrets.read(&key_path).await {
-            Ok(key) => {
-                metrics.note_key(&key);
-                tracing::info!(path = %key_path, version = key.version, "LLM key found in Vault");
+        let route = |target: &LlmTarget, role: KeyRole| -> anyhow::Result<Route> {
+            Ok(Route {
+                llm: LlmClient::new(
+                    target.provider,
+                    &target.base_url,
+                    &target.model,
+                    settings.llm_stream,
+                )
+                .context("could not build the LLM HTTP client")?,
+                key_path: KvPath::parse(&target.key_path, &settings.llm_key_field)?,
+                role,
+            })
+        };
+        let primary = route(&primary, KeyRole::Primary)?;
+        let fallback = fallback
+            .map(|target| route(&target, KeyRole::Fallback))
+            .transpose()?;
+        // A wrong path or policy is a configuration error: say so now, once, and stop.
+        for route in std::iter::once(&primary).chain(&fallback) {
+            match secrets.read(&route.key_path).await {
+                Ok(key) => {
+                    metrics.note_key(route.role, &key);
+                    tracing::info!(
+                        path = %route.key_path,
+                        version = key.version,
+                        provider = route.llm.provider().as_str(),
+                        model = route.llm.model(),
+                        role = ?route.role,
+                        "LLM key found in Vault"
+                    );
+                }
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(%error, "Vault is not answering yet; jobs will retry reading the key");
+                }
+                Err(error) => {
+                    let which = match route.role {
+                        KeyRole::Primary => "cannot read the LLM key",
+                        KeyRole::Fallback => "cannot read the fallback LLM key",
+                    };
+                    return Err(error).context(which);
+                }
             }
-            Err(error) if error.is_transient() => {
-                tracing::warn!(%error, "Vault is not answering yet; jobs will retry reading the key");
-            }
-            Err(error) => return Err(error).context("cannot read the LLM key"),
         }
 
         let templates = Templates::new(&settings.prompt_version).await?;
         tracing::info!(version = %templates.current().await?.version, "Prompt template ready");
-        let llm = LlmClient::new(
-            &settings.llm_base_url,
-            &settings.llm_model,
-            settings.llm_stream,
-        )
-        .context("could not build the LLM HTTP client")?;
 
         let endpoint = Endpoint::from_settings(&settings.broker)?;
         let connections = Connections::open(&endpoint, PROCESS, BROKER_TIMEOUT)
@@ -158,8 +185,8 @@ impl ConsumerApp {
         );
         let worker = Arc::new(Worker {
             secrets,
-            key_path,
-            llm,
+            primary,
+            fallback,
             templates,
             metrics: Arc::clone(&metrics),
             llm_timeout: Duration::from_millis(settings.llm_timeout_ms),
@@ -371,9 +398,14 @@ impl ConsumerApp {
     async fn wait_for_key(&self) -> bool {
         let mut reported = false;
         loop {
-            match self.worker.secrets.read(&self.worker.key_path).await {
+            match self
+                .worker
+                .secrets
+                .read(&self.worker.primary.key_path)
+                .await
+            {
                 Ok(key) => {
-                    self.metrics.note_key(&key);
+                    self.metrics.note_key(KeyRole::Primary, &key);
                     self.health.key.store(true, Ordering::Release);
                     if reported {
                         tracing::info!("The LLM key is readable now; taking jobs");

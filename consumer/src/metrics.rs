@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use letterbox::telemetry::{Counter, CounterVec, FloatGauge, Gauge, LatencyHistogram};
+use letterbox::telemetry::{Counter, CounterVec, CounterVec2, FloatGauge, Gauge, LatencyHistogram};
 use letterbox_vault::SecretValue;
 
 pub struct Metrics {
@@ -11,6 +11,11 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub expired: Counter,
     pub llm_retries: CounterVec,
+    /// Every LLM call, by provider (`primary`, `fallback`) and outcome (`letter`, or what went
+    /// wrong: `LlmError::label`).
+    pub llm_calls: CounterVec2,
+    /// Jobs handed to the fallback provider, by why the first one failed them.
+    pub llm_fallbacks: CounterVec,
     pub queue_wait: LatencyHistogram,
     pub llm: LatencyHistogram,
     pub processing: LatencyHistogram,
@@ -20,6 +25,15 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Creation time (s since the epoch) of the LLM key version last used; 0 before the first.
     key_created_at_s: AtomicU64,
+    /// The same for the fallback provider's key.
+    fallback_key_created_at_s: AtomicU64,
+}
+
+/// Which of the worker's LLM keys a version belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    Primary,
+    Fallback,
 }
 
 impl Metrics {
@@ -41,6 +55,16 @@ impl Metrics {
             llm_retries: CounterVec::new(
                 "letterbox_llm_retries_total",
                 "LLM calls tried again, by what went wrong with the one before.",
+                "reason",
+            ),
+            llm_calls: CounterVec2::new(
+                "letterbox_llm_calls_total",
+                "LLM calls, by provider (primary or fallback) and outcome (letter, or what went wrong).",
+                ("provider", "outcome"),
+            ),
+            llm_fallbacks: CounterVec::new(
+                "letterbox_llm_fallbacks_total",
+                "Jobs handed to the fallback LLM provider, by why the primary failed them.",
                 "reason",
             ),
             queue_wait: LatencyHistogram::new(
@@ -68,13 +92,18 @@ impl Metrics {
                 "Jobs waiting in the jobs queue for any worker (ready, not yet delivered), read every few seconds.",
             ),
             key_created_at_s: AtomicU64::new(0),
+            fallback_key_created_at_s: AtomicU64::new(0),
         }
     }
 
-    /// Remembers the version of the LLM key in use, for `letterbox_secret_age_seconds`.
-    pub fn note_key(&self, key: &SecretValue) {
+    /// Remembers the version of an LLM key in use, for `letterbox_secret_age_seconds`.
+    pub fn note_key(&self, role: KeyRole, key: &SecretValue) {
+        let slot = match role {
+            KeyRole::Primary => &self.key_created_at_s,
+            KeyRole::Fallback => &self.fallback_key_created_at_s,
+        };
         if let Some(created) = key.created_at_s {
-            self.key_created_at_s.store(created, Ordering::Relaxed);
+            slot.store(created, Ordering::Relaxed);
         }
     }
 
@@ -86,6 +115,8 @@ impl Metrics {
         self.in_flight.render(&mut out);
         self.expired.render(&mut out);
         self.llm_retries.render(&mut out);
+        self.llm_calls.render(&mut out);
+        self.llm_fallbacks.render(&mut out);
         let capacity_gauge = Gauge::new(
             "letterbox_worker_capacity",
             "Jobs this worker runs at once at most.",
@@ -105,15 +136,28 @@ impl Metrics {
         utilization.set(utilization_of(self.in_flight.get(), limit));
         utilization.render(&mut out);
         self.queue_depth.render(&mut out);
-        let created = self.key_created_at_s.load(Ordering::Relaxed);
-        if created > 0 {
-            let age = (letterbox::time::now_ms() / 1000).saturating_sub(created);
+        let now_s = letterbox::time::now_ms() / 1000;
+        let ages: Vec<(&str, u64)> = [
+            ("llm_key", &self.key_created_at_s),
+            ("llm_fallback_key", &self.fallback_key_created_at_s),
+        ]
+        .into_iter()
+        .map(|(secret, created)| (secret, created.load(Ordering::Relaxed)))
+        .filter(|(_, created)| *created > 0)
+        .map(|(secret, created)| (secret, now_s.saturating_sub(created)))
+        .collect();
+        if !ages.is_empty() {
             let _ = writeln!(
                 out,
                 "# HELP letterbox_secret_age_seconds Age of the secret version in use, from Vault's metadata.\n\
-                 # TYPE letterbox_secret_age_seconds gauge\n\
-                 letterbox_secret_age_seconds{{secret=\"llm_key\"}} {age}"
+                 # TYPE letterbox_secret_age_seconds gauge"
             );
+            for (secret, age) in ages {
+                let _ = writeln!(
+                    out,
+                    "letterbox_secret_age_seconds{{secret=\"{secret}\"}} {age}"
+                );
+            }
         }
         for histogram in [
             &self.queue_wait,
@@ -178,6 +222,47 @@ mod tests {
             text.contains("# TYPE letterbox_consumer_utilization gauge\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn provider_calls_fallbacks_and_both_key_ages_are_rendered() {
+        let metrics = Metrics::new();
+        metrics.llm_calls.inc("primary", "server_error");
+        metrics.llm_calls.inc("fallback", "letter");
+        metrics.llm_fallbacks.inc("server_error");
+        let now_s = letterbox::time::now_ms() / 1000;
+        let key = |age_s: u64| SecretValue {
+            value: secrecy::SecretString::from("sk-not-rendered"),
+            version: 1,
+            created_at_s: Some(now_s - age_s),
+        };
+        metrics.note_key(KeyRole::Primary, &key(7_200));
+        metrics.note_key(KeyRole::Fallback, &key(3_600));
+        let text = metrics.render(16, 16);
+        let value = |series: &str| sample(&text, series).and_then(|v| v.parse::<u64>().ok());
+        assert_eq!(
+            value("letterbox_llm_calls_total{provider=\"primary\",outcome=\"server_error\"}"),
+            Some(1)
+        );
+        assert_eq!(
+            value("letterbox_llm_calls_total{provider=\"fallback\",outcome=\"letter\"}"),
+            Some(1)
+        );
+        assert_eq!(
+            value("letterbox_llm_fallbacks_total{reason=\"server_error\"}"),
+            Some(1)
+        );
+        // Within a second or two of the ages given, as the clock moves.
+        let primary_age = value("letterbox_secret_age_seconds{secret=\"llm_key\"}").unwrap();
+        let fallback_age =
+            value("letterbox_secret_age_seconds{secret=\"llm_fallback_key\"}").unwrap();
+        assert_eq!(primary_age - fallback_age, 3_600);
+        assert_eq!(
+            text.matches("# TYPE letterbox_secret_age_seconds gauge")
+                .count(),
+            1
+        );
+        assert!(!text.contains("sk-not-rendered"));
     }
 
     #[test]

@@ -10,18 +10,38 @@ use std::time::{Duration, Instant};
 use letterbox::backoff::Backoff;
 use letterbox::{FailureCode, Job, JobFailure, Letter, Outcome, Reply};
 use letterbox_rabbitmq::{JobDelivery, Replier, UnreadableJob};
-use letterbox_vault::{KvPath, SecretStore};
+use letterbox_vault::{KvPath, SecretStore, SecretValue};
 use uuid::Uuid;
 
 use crate::limiter::Limiter;
-use crate::llm::{LlmClient, LlmError};
-use crate::metrics::Metrics;
-use crate::prompt::Templates;
+use crate::llm::{Completion, LlmClient, LlmError};
+use crate::metrics::{KeyRole, Metrics};
+use crate::prompt::{Prompt, Templates};
+
+/// One LLM provider a worker calls, with where its key is in Vault.
+pub struct Route {
+    pub(crate) llm: LlmClient,
+    pub(crate) key_path: KvPath,
+    /// Primary or fallback: which key it is, and the `provider` label of its calls.
+    pub(crate) role: KeyRole,
+}
+
+impl Route {
+    fn label(&self) -> &'static str {
+        match self.role {
+            KeyRole::Primary => "primary",
+            KeyRole::Fallback => "fallback",
+        }
+    }
+}
 
 pub struct Worker {
     pub(crate) secrets: Arc<SecretStore>,
-    pub(crate) key_path: KvPath,
-    pub(crate) llm: LlmClient,
+    /// Where every job goes first.
+    pub(crate) primary: Route,
+    /// Where a job goes when the primary failed it for a reason another provider may not share
+    /// (see `LlmError::fallback_reason`), with attempts of its own within the job's deadline.
+    pub(crate) fallback: Option<Route>,
     pub(crate) templates: Templates,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) llm_timeout: Duration,
@@ -279,7 +299,7 @@ impl Worker {
             );
         }
 
-        let key = match self.secrets.read(&self.key_path).await {
+        let key = match self.secrets.read(&self.primary.key_path).await {
             Ok(key) => key,
             Err(error) => {
                 tracing::error!(%error, "Could not read the LLM key");
@@ -311,76 +331,31 @@ impl Worker {
             .deadline_ms
             .min(started_ms.saturating_add(self.work_budget_ms));
 
-        self.metrics.note_key(&key);
-        let mut key = key;
-        let mut key_refreshed = false;
-        let mut attempt: u32 = 0;
-        let result = loop {
-            let remaining =
-                Duration::from_millis(budget_end_ms.saturating_sub(letterbox::time::now_ms()));
-            if remaining < MIN_ATTEMPT {
-                break Err(LlmError::Timeout(0));
-            }
-            // While another attempt may follow, one gets at most half the time left, so a
-            // provider that hangs on one call cannot take the whole deadline from the retry.
-            let share = if attempt + 1 < self.max_attempts {
-                (remaining / 2).max(MIN_ATTEMPT)
-            } else {
-                remaining
-            };
-            let round = self.limiter.round();
-            let result = self
-                .llm
-                .complete(&key.value, &prompt, max_tokens, share.min(self.llm_timeout))
-                .await;
-            let error = match result {
-                Ok(completion) => {
-                    self.limiter.succeeded();
-                    break Ok(completion);
-                }
-                Err(error) => error,
-            };
-            if matches!(error, LlmError::RateLimited { .. }) {
-                self.limiter.rate_limited(round);
-            }
-            if matches!(error, LlmError::Unauthorized(_)) && !key_refreshed {
-                // The key may have been rotated: read it again, and if Vault holds a newer
-                // version, try once more with it. A rotation under load fails no job.
-                key_refreshed = true;
-                self.secrets.invalidate(&self.key_path).await;
-                match self.secrets.read(&self.key_path).await {
-                    Ok(fresh) if fresh.version != key.version => {
-                        tracing::info!(
-                            version = fresh.version,
-                            "Retrying with a newer LLM key from Vault"
-                        );
-                        self.metrics.note_key(&fresh);
-                        key = fresh;
-                        continue;
+        self.metrics.note_key(KeyRole::Primary, &key);
+        let mut result = self
+            .attempts(&self.primary, key, job, &prompt, max_tokens, budget_end_ms)
+            .await;
+        let reason = result.as_ref().err().and_then(LlmError::fallback_reason);
+        let time_left = budget_end_ms.saturating_sub(letterbox::time::now_ms()) >= MIN_ATTEMPT_MS;
+        if let (Some(reason), Some(fallback), true) = (reason, &self.fallback, time_left) {
+            self.metrics.llm_fallbacks.inc(reason);
+            tracing::warn!(job_id = %job.id, reason, "The primary LLM provider failed the job; trying the fallback");
+            match self.secrets.read(&fallback.key_path).await {
+                Ok(key) => {
+                    self.metrics.note_key(KeyRole::Fallback, &key);
+                    result = self
+                        .attempts(fallback, key, job, &prompt, max_tokens, budget_end_ms)
+                        .await;
+                    if result.is_ok() {
+                        tracing::info!(job_id = %job.id, "The fallback LLM provider wrote the letter");
                     }
-                    _ => break Err(error),
+                }
+                // The client hears what the primary said.
+                Err(error) => {
+                    tracing::error!(job_id = %job.id, %error, "Could not read the fallback LLM key");
                 }
             }
-            let Some(reason) = error.retry_reason() else {
-                break Err(error);
-            };
-            attempt += 1;
-            if attempt >= self.max_attempts {
-                break Err(error);
-            }
-            let wait = RETRY
-                .delay(attempt - 1)
-                .max(error.retry_after().unwrap_or_default());
-            let next_start = letterbox::time::now_ms()
-                .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-            if next_start.saturating_add(MIN_ATTEMPT_MS) > budget_end_ms {
-                // No time left for another attempt: say what the provider said.
-                break Err(error);
-            }
-            self.metrics.llm_retries.inc(reason);
-            tracing::info!(job_id = %job.id, attempt, reason, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Retrying the LLM call");
-            tokio::time::sleep(wait).await;
-        };
+        }
         match result {
             Ok(completion) => {
                 self.metrics.llm.record(completion.elapsed);
@@ -410,6 +385,94 @@ impl Worker {
                 });
                 (outcome, None)
             }
+        }
+    }
+}
+
+impl Worker {
+    /// Calls `route` until it answers, fails for good, or its attempts or the time run out;
+    /// the last failure when there is no letter.
+    async fn attempts(
+        &self,
+        route: &Route,
+        mut key: Arc<SecretValue>,
+        job: &Job,
+        prompt: &Prompt,
+        max_tokens: u32,
+        budget_end_ms: u64,
+    ) -> Result<Completion, LlmError> {
+        // The fallback may follow the primary's last attempt: that one leaves it time too.
+        let fallback_follows = route.role == KeyRole::Primary && self.fallback.is_some();
+        let mut key_refreshed = false;
+        let mut attempt: u32 = 0;
+        loop {
+            let remaining =
+                Duration::from_millis(budget_end_ms.saturating_sub(letterbox::time::now_ms()));
+            if remaining < MIN_ATTEMPT {
+                return Err(LlmError::Timeout(0));
+            }
+            // While another attempt may follow, one gets at most half the time left, so a
+            // provider that hangs on one call cannot take the whole deadline from the retry.
+            let share = if attempt + 1 < self.max_attempts || fallback_follows {
+                (remaining / 2).max(MIN_ATTEMPT)
+            } else {
+                remaining
+            };
+            let round = self.limiter.round();
+            let result = route
+                .llm
+                .complete(&key.value, prompt, max_tokens, share.min(self.llm_timeout))
+                .await;
+            let error = match result {
+                Ok(completion) => {
+                    self.metrics.llm_calls.inc(route.label(), "letter");
+                    self.limiter.succeeded();
+                    return Ok(completion);
+                }
+                Err(error) => error,
+            };
+            self.metrics.llm_calls.inc(route.label(), error.label());
+            if matches!(error, LlmError::RateLimited { .. }) {
+                self.limiter.rate_limited(round);
+            }
+            if matches!(error, LlmError::Unauthorized(_)) && !key_refreshed {
+                // The key may have been rotated: read it again, and if Vault holds a newer
+                // version, try once more with it. A rotation under load fails no job.
+                key_refreshed = true;
+                self.secrets.invalidate(&route.key_path).await;
+                match self.secrets.read(&route.key_path).await {
+                    Ok(fresh) if fresh.version != key.version => {
+                        tracing::info!(
+                            provider = route.label(),
+                            version = fresh.version,
+                            "Retrying with a newer LLM key from Vault"
+                        );
+                        self.metrics.note_key(route.role, &fresh);
+                        key = fresh;
+                        continue;
+                    }
+                    _ => return Err(error),
+                }
+            }
+            let Some(reason) = error.retry_reason() else {
+                return Err(error);
+            };
+            attempt += 1;
+            if attempt >= self.max_attempts {
+                return Err(error);
+            }
+            let wait = RETRY
+                .delay(attempt - 1)
+                .max(error.retry_after().unwrap_or_default());
+            let next_start = letterbox::time::now_ms()
+                .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            if next_start.saturating_add(MIN_ATTEMPT_MS) > budget_end_ms {
+                // No time left for another attempt: say what the provider said.
+                return Err(error);
+            }
+            self.metrics.llm_retries.inc(reason);
+            tracing::info!(job_id = %job.id, provider = route.label(), attempt, reason, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Retrying the LLM call");
+            tokio::time::sleep(wait).await;
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use letterbox::settings::VaultArgs;
 use letterbox::shutdown::CancellationToken;
 use letterbox_bench::stub::{self, Failure, Latency, RateLimit, StubConfig, StubHandle};
-use letterbox_consumer::{ConsumerApp, ConsumerSettings};
+use letterbox_consumer::{ConsumerApp, ConsumerSettings, LlmProvider};
 use letterbox_producer::{Application, ProducerSettings};
 use letterbox_rabbitmq::Topology;
 use letterbox_vault::auth::{AuthMode, TokenArgs};
@@ -110,7 +110,23 @@ pub struct Options {
     pub webhook_key: Option<String>,
     /// The ingress's `LETTERBOX_WEBHOOK_ALLOW_PRIVATE`.
     pub webhook_allow_private: bool,
+    /// The workers' `LLM_PROVIDER` (the stub speaks both APIs).
+    pub provider: LlmProvider,
+    /// The workers' `LLM_BASE_URL` instead of the stub's (one nobody listens on, say).
+    pub llm_base_url: Option<String>,
+    /// A second stub as the workers' fallback provider, with its own key in Vault.
+    pub fallback: Option<Fallback>,
 }
+
+/// The fallback provider of a test: a stub of its own, reporting the model [`FALLBACK_MODEL`],
+/// whose key is at `secret/<key path>-fallback`.
+pub struct Fallback {
+    pub provider: LlmProvider,
+    pub failure: Option<Failure>,
+}
+
+/// The model the fallback stub reports, so a letter tells which provider wrote it.
+pub const FALLBACK_MODEL: &str = "letterbox-stub-fallback";
 
 pub struct Tls {
     pub cert: PathBuf,
@@ -145,6 +161,9 @@ impl Default for Options {
             webhook_allow_private: false,
             amqp_url: None,
             llm_stream: true,
+            provider: LlmProvider::OpenAi,
+            llm_base_url: None,
+            fallback: None,
         }
     }
 }
@@ -163,6 +182,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub stub: StubHandle,
+    /// The fallback provider, when `Options::fallback` asked for one.
+    pub fallback_stub: Option<StubHandle>,
     pub queue: String,
     pub key_path: String,
     pub consumer_metrics: Vec<SocketAddr>,
@@ -195,15 +216,38 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let stub = stub::spawn(stub_config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    let fallback_stub = match &options.fallback {
+        Some(fallback) => {
+            let key = format!("fallback-key-{}", Uuid::new_v4().simple());
+            put_key(&fallback_key_path(&key_path), &key).await;
+            let mut config = StubConfig::new(key);
+            config.model = FALLBACK_MODEL.to_owned();
+            config.failure = fallback.failure;
+            Some(
+                stub::spawn(config, "127.0.0.1:0".parse().unwrap())
+                    .await
+                    .unwrap(),
+            )
+        }
+        None => None,
+    };
 
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let mut consumer_metrics = Vec::new();
     for _ in 0..options.consumers {
-        let mut settings =
-            consumer_settings(&queue, &key_path, &stub.base_url, options.concurrency);
+        let base_url = options.llm_base_url.as_deref().unwrap_or(&stub.base_url);
+        let mut settings = consumer_settings(&queue, &key_path, base_url, options.concurrency);
         settings.secret_cache_ttl_secs = options.secret_cache_ttl_secs;
         settings.llm_stream = options.llm_stream;
+        settings.llm_provider = options.provider;
+        if let (Some(fallback), Some(fallback_stub)) = (&options.fallback, &fallback_stub) {
+            settings.llm_fallback_provider = Some(fallback.provider);
+            settings.llm_fallback_base_url = Some(fallback_stub.base_url.clone());
+            settings.llm_fallback_model = Some(FALLBACK_MODEL.to_owned());
+            settings.llm_fallback_key_path =
+                Some(format!("secret/{}", fallback_key_path(&key_path)));
+        }
         if let Some(url) = &options.amqp_url {
             settings.broker.amqp_url = SecretString::from(url.clone());
         }
@@ -268,6 +312,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         base,
         http: http.build().unwrap(),
         stub,
+        fallback_stub,
         queue,
         key_path,
         consumer_metrics,
@@ -276,6 +321,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         shutdown,
         tasks,
     }
+}
+
+/// Where a test's fallback key lives, beside its LLM key.
+pub fn fallback_key_path(key_path: &str) -> String {
+    format!("{key_path}-fallback")
 }
 
 /// Vault options with the test server's root token.
@@ -352,8 +402,8 @@ pub fn consumer_settings(
     settings.vault = vault_args();
     settings.tokens = token_args(key_path);
     settings.llm_key_path = format!("secret/{key_path}");
-    settings.llm_base_url = llm_base_url.to_owned();
-    settings.llm_model = "letterbox-stub-1".to_owned();
+    settings.llm_base_url = Some(llm_base_url.to_owned());
+    settings.llm_model = Some("letterbox-stub-1".to_owned());
     settings.concurrency = concurrency;
     settings.shutdown_grace_ms = 2_000;
     settings
@@ -457,6 +507,7 @@ impl Drop for TestApp {
             delete_tokens(&key_path).await;
             delete_secret(&key_path).await;
             delete_secret(&format!("{key_path}-webhook")).await;
+            delete_secret(&fallback_key_path(&key_path)).await;
         });
     }
 }

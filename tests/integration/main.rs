@@ -16,6 +16,7 @@ mod outages;
 mod payloads;
 mod privacy;
 mod provider_faults;
+mod providers;
 mod secrets;
 mod services;
 mod tls;

@@ -303,6 +303,7 @@ mod tests {
         );
         let consumer = policy_for(POLICIES[1].1, "acme");
         assert!(consumer.contains("path \"secret/data/acme/llm\""));
+        assert!(consumer.contains("path \"secret/data/acme/llm-fallback\""));
         assert!(
             !consumer.contains("tokens/*\""),
             "a worker may not read client tokens"
