@@ -66,6 +66,7 @@ mod tests {
                 role: Some("Backend Engineer".into()),
                 timeout_ms: None,
             },
+            stream: false,
         }
     }
 

@@ -207,6 +207,10 @@ pub struct Job {
     pub resume: String,
     pub job_description: String,
     pub options: LetterOptions,
+    /// The client watches the letter as it is written: the worker streams from the provider and
+    /// sends each piece back as a `Chunk` reply before the final one.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// The most a worker accepts, whatever an ingress let through: a job published straight to the
@@ -279,6 +283,7 @@ impl fmt::Debug for Reply {
         let outcome = match &self.outcome {
             Outcome::Letter(letter) => format!("Letter({} chars)", letter.text.chars().count()),
             Outcome::Failed(failure) => format!("Failed({:?})", failure.code),
+            Outcome::Chunk(text) => format!("Chunk({} chars)", text.chars().count()),
         };
         f.debug_struct("Reply")
             .field("job_id", &self.job_id)
@@ -291,6 +296,9 @@ impl fmt::Debug for Reply {
 pub enum Outcome {
     Letter(Letter),
     Failed(JobFailure),
+    /// A piece of the letter as the provider wrote it, for a streaming job; the final reply
+    /// (`Letter` or `Failed`) follows.
+    Chunk(String),
 }
 
 /// A finished letter and what it cost.
@@ -417,6 +425,7 @@ mod tests {
             resume: "r".into(),
             job_description: "j".into(),
             options,
+            stream: false,
         };
         let decoded = crate::codec::decode_job(&crate::codec::encode_job(&job).unwrap()).unwrap();
         assert_eq!(decoded.options.timeout_ms, None);
@@ -434,6 +443,7 @@ mod tests {
                 company: Some("Acme".into()),
                 ..Default::default()
             },
+            stream: false,
         };
         let printed = format!("{job:?}");
         assert!(!printed.contains("Jane"), "{printed}");

@@ -252,6 +252,7 @@ mod tests {
                 company: Some("Acme".into()),
                 ..Default::default()
             },
+            stream: false,
         }
     }
 

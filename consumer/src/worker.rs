@@ -14,7 +14,7 @@ use letterbox_vault::{KvPath, SecretStore, SecretValue};
 use uuid::Uuid;
 
 use crate::limiter::Limiter;
-use crate::llm::{Completion, LlmClient, LlmError};
+use crate::llm::{Completion, LlmClient, LlmError, Pieces};
 use crate::metrics::{KeyRole, Metrics};
 use crate::prompt::{Prompt, Templates};
 
@@ -244,10 +244,42 @@ impl Worker {
             return Disposition::DeadLetter("delivery_limit");
         }
 
-        let (outcome, llm_time) = self.run(job, started_ms).await;
+        let (outcome, llm_time) = if job.stream {
+            // The pieces go to the reply queue while the provider writes; every one is published
+            // before the final reply, which follows them on the same channel.
+            let (pieces, mut rx) = Pieces::new();
+            let work = async move {
+                let result = self.run(job, started_ms, Some(&pieces)).await;
+                drop(pieces);
+                result
+            };
+            let forward = async {
+                while let Some(mut text) = rx.recv().await {
+                    // Whatever arrived while the last piece was being published goes as one.
+                    while let Ok(more) = rx.try_recv() {
+                        text.push_str(&more);
+                    }
+                    let piece = Reply {
+                        job_id: job.id,
+                        outcome: Outcome::Chunk(text),
+                    };
+                    if let Err(error) = replier
+                        .send(reply_to, correlation_id, wrapped_key, &piece)
+                        .await
+                    {
+                        tracing::warn!(job_id = %job.id, %error, "Could not publish a piece of the letter");
+                    }
+                }
+            };
+            tokio::join!(work, forward).0
+        } else {
+            self.run(job, started_ms, None).await
+        };
         let label = match &outcome {
             Outcome::Letter(_) => "letter",
             Outcome::Failed(failure) => failure.code.as_str(),
+            // `run` ends with a letter or a failure; pieces of a letter go out while it runs.
+            Outcome::Chunk(_) => "letter",
         };
         let reply = Reply {
             job_id: job.id,
@@ -283,7 +315,13 @@ impl Worker {
     }
 
     /// The letter for `job`, or why there is none; with the provider's time when it was called.
-    async fn run(&self, job: &Job, started_ms: u64) -> (Outcome, Option<Duration>) {
+    /// With `pieces`, the provider streams and its text goes out as it comes.
+    async fn run(
+        &self,
+        job: &Job,
+        started_ms: u64,
+        pieces: Option<&Pieces>,
+    ) -> (Outcome, Option<Duration>) {
         let now_us = letterbox::time::now_us();
         let queued = Duration::from_micros(now_us.saturating_sub(job.created_at_us));
         let queued_ms = u64::try_from(queued.as_millis()).unwrap_or(u64::MAX);
@@ -332,10 +370,20 @@ impl Worker {
             .min(started_ms.saturating_add(self.work_budget_ms));
 
         self.metrics.note_key(KeyRole::Primary, &key);
-        let mut result = self
-            .attempts(&self.primary, key, job, &prompt, max_tokens, budget_end_ms)
-            .await;
-        let reason = result.as_ref().err().and_then(LlmError::fallback_reason);
+        let call = Call {
+            job,
+            prompt: &prompt,
+            max_tokens,
+            budget_end_ms,
+            pieces,
+        };
+        let mut result = self.attempts(&self.primary, key, &call).await;
+        // Once the client has seen pieces of a letter, another provider's would not follow on.
+        let reason = result
+            .as_ref()
+            .err()
+            .and_then(LlmError::fallback_reason)
+            .filter(|_| !pieces.is_some_and(Pieces::any_sent));
         let time_left = budget_end_ms.saturating_sub(letterbox::time::now_ms()) >= MIN_ATTEMPT_MS;
         if let (Some(reason), Some(fallback), true) = (reason, &self.fallback, time_left) {
             self.metrics.llm_fallbacks.inc(reason);
@@ -343,9 +391,7 @@ impl Worker {
             match self.secrets.read(&fallback.key_path).await {
                 Ok(key) => {
                     self.metrics.note_key(KeyRole::Fallback, &key);
-                    result = self
-                        .attempts(fallback, key, job, &prompt, max_tokens, budget_end_ms)
-                        .await;
+                    result = self.attempts(fallback, key, &call).await;
                     if result.is_ok() {
                         tracing::info!(job_id = %job.id, "The fallback LLM provider wrote the letter");
                     }
@@ -396,11 +442,15 @@ impl Worker {
         &self,
         route: &Route,
         mut key: Arc<SecretValue>,
-        job: &Job,
-        prompt: &Prompt,
-        max_tokens: u32,
-        budget_end_ms: u64,
+        call: &Call<'_>,
     ) -> Result<Completion, LlmError> {
+        let Call {
+            job,
+            prompt,
+            max_tokens,
+            budget_end_ms,
+            pieces,
+        } = *call;
         // The fallback may follow the primary's last attempt: that one leaves it time too.
         let fallback_follows = route.role == KeyRole::Primary && self.fallback.is_some();
         let mut key_refreshed = false;
@@ -421,7 +471,13 @@ impl Worker {
             let round = self.limiter.round();
             let result = route
                 .llm
-                .complete(&key.value, prompt, max_tokens, share.min(self.llm_timeout))
+                .complete(
+                    &key.value,
+                    prompt,
+                    max_tokens,
+                    share.min(self.llm_timeout),
+                    pieces,
+                )
                 .await;
             let error = match result {
                 Ok(completion) => {
@@ -457,6 +513,11 @@ impl Worker {
             let Some(reason) = error.retry_reason() else {
                 return Err(error);
             };
+            if pieces.is_some_and(Pieces::any_sent) {
+                // The client has seen the start of this letter: a second attempt would write
+                // another after it. The stream ends with this error instead.
+                return Err(error);
+            }
             attempt += 1;
             if attempt >= self.max_attempts {
                 return Err(error);
@@ -475,6 +536,18 @@ impl Worker {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// One job's LLM call, whichever provider makes it.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    job: &'a Job,
+    prompt: &'a Prompt,
+    max_tokens: u32,
+    /// No attempt starts or runs past this instant (ms since the Unix epoch).
+    budget_end_ms: u64,
+    /// Where a streaming job's pieces go.
+    pieces: Option<&'a Pieces>,
 }
 
 fn failure(code: FailureCode, message: &str) -> Outcome {

@@ -102,6 +102,7 @@ fn job_from(data: &[u8]) -> Job {
             // Options added later are left at their defaults.
             ..LetterOptions::default()
         },
+        stream: false,
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,6 +35,7 @@ use crate::openapi::{
 };
 use crate::request::{self, DocumentLimits};
 use crate::settings::ProducerSettings;
+use crate::web::{WebPage, WebSettings};
 use crate::webhook::{CallbackError, WebhookSettings, Webhooks};
 
 /// How long connecting, publishing and confirming may take before the broker counts as down.
@@ -54,8 +56,12 @@ pub(crate) struct AppState {
     max_waiting: usize,
     /// Posts letters to callback URLs; `None` without Vault (nothing to sign them with).
     webhooks: Option<Arc<Webhooks>>,
-    /// Owns the tasks that wait for a letter and deliver it to its callback.
+    /// Owns the tasks that wait for a letter and deliver it to its callback or stream.
     tracker: TaskTracker,
+    /// Keep-alive interval of a streamed answer.
+    sse_keepalive: Duration,
+    /// The page for end users and its sessions, when enabled.
+    web: Option<Arc<WebPage>>,
 }
 
 pub struct Application {
@@ -186,10 +192,28 @@ impl Application {
             limits: limits.clone(),
             webhooks,
             tracker: tracker.clone(),
+            sse_keepalive: Duration::from_millis(settings.sse_keepalive_ms),
+            web: if settings.web_page {
+                Some(Arc::new(WebPage::new(WebSettings {
+                    session_ttl: Duration::from_secs(settings.web_session_ttl_secs),
+                    per_session: settings.web_rate,
+                    total: settings.web_total_rate,
+                    secure: settings.tls_cert.is_some(),
+                })?))
+            } else {
+                None
+            },
         });
         let submit = middleware::from_fn_with_state(Arc::clone(&state), require_submit);
         let monitor = middleware::from_fn_with_state(Arc::clone(&state), require_monitor);
-        let router = Router::new()
+        let mut router = Router::new();
+        if state.web.is_some() {
+            router = router
+                .route("/", get(index))
+                .route("/app.js", get(|| async { WebPage::script() }))
+                .route("/app.css", get(|| async { WebPage::style() }));
+        }
+        let router = router
             .route(
                 "/v1/cover-letters",
                 post(create_cover_letter).route_layer(submit),
@@ -324,9 +348,10 @@ fn tls_config(
         (CoverLetterForm = "multipart/form-data")
     )),
     responses(
-        (status = 200, description = "The letter", body = CoverLetter),
+        (status = 200, description = "The letter; with `Accept: text/event-stream`, server-sent events: `job` ({\"job_id\"}) at once, `token` ({\"text\"}) for each piece as the provider writes it, then `done` (the letter, as JSON) or `error` ({\"error\": {\"code\", \"message\"}}); keep-alive comments fill the silences",
+            content((CoverLetter = "application/json"), (String = "text/event-stream"))),
         (status = 202, description = "With `callback_url`: the job is queued, and the letter (or why there is none) will be POSTed to the callback as a `CallbackBody`, signed", body = Accepted),
-        (status = 400, description = "Incomplete or malformed: `missing_field`, `empty_field`, `invalid_json`, `invalid_options`, `unknown_field`, `duplicate_field`, `malformed_multipart`, `invalid_callback_url`, `callback_not_allowed`", body = ErrorBody),
+        (status = 400, description = "Incomplete or malformed: `missing_field`, `empty_field`, `invalid_json`, `invalid_options`, `unknown_field`, `duplicate_field`, `malformed_multipart`, `invalid_callback_url`, `callback_not_allowed`, `conflicting_modes`", body = ErrorBody),
         (status = 401, description = "No token, or an unknown, revoked, malformed or expired one: `unauthorized`", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "The token's role may not do this: `forbidden`", body = ErrorBody),
@@ -363,6 +388,10 @@ pub(crate) async fn create_cover_letter(
             tracing::info!(%token_id, job_id = %body.job_id, "Job accepted for a callback");
             (StatusCode::ACCEPTED, Json(body)).into_response()
         }
+        Ok(Answer::Stream(waiting)) => {
+            tracing::info!(%token_id, job_id = %waiting.job_id, "Streaming a letter");
+            stream_letter(&state, waiting)
+        }
         Err(error) => {
             tracing::info!(
                 %token_id,
@@ -379,6 +408,8 @@ pub(crate) async fn create_cover_letter(
 enum Answer {
     Letter(CoverLetter),
     Accepted(Accepted),
+    /// `Accept: text/event-stream`: the letter as it is written.
+    Stream(Waiting),
 }
 
 /// A job on its way, for a request with a callback.
@@ -411,6 +442,7 @@ async fn handle(
         });
     }
 
+    let stream = wants_stream(request.headers());
     // The deadline covers the whole request: reading and checking the documents count too.
     let timeout_ms = u64::try_from(state.job_timeout.as_millis()).unwrap_or(u64::MAX);
     let deadline = tokio::time::Instant::from_std(started) + state.job_timeout;
@@ -422,6 +454,12 @@ async fn handle(
     state.metrics.extraction.record(started.elapsed());
     let callback = match &checked.callback_url {
         None => None,
+        Some(_) if stream => {
+            return Err(ApiError::bad_request(
+                "conflicting_modes",
+                "a request with callback_url is answered 202; it cannot also ask for a stream (Accept: text/event-stream)",
+            ));
+        }
         Some(text) => Some(check_callback(state, text).await?),
     };
     // A client may ask for a shorter deadline than the ingress's own, never a longer one.
@@ -452,6 +490,7 @@ async fn handle(
         resume: checked.resume,
         job_description: checked.job_description,
         options: checked.options,
+        stream,
     };
     let job_id = job.id;
     let pending = state
@@ -497,8 +536,120 @@ async fn handle(
                 status: "accepted",
             }))
         }
+        _ if stream => Ok(Answer::Stream(waiting)),
         _ => letter(state, waiting).await.map(Answer::Letter),
     }
+}
+
+/// Whether the client asked for a stream: `text/event-stream` among its `Accept` media types.
+fn wants_stream(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|part| part.split(';').next())
+        .any(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// Answers with server-sent events: `job` at once (the job id), `token` for each piece of the
+/// letter as the provider writes it, then `done` (the letter, as a JSON answer would carry it)
+/// or `error` (`{"error": {"code", "message"}}`, as a refusal). Keep-alive comments fill the
+/// silences, the wait for the first token included.
+fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let mut chunks = waiting.pending.take_chunks();
+    let state = Arc::clone(state);
+    let keep_alive = state.sse_keepalive;
+    state.tracker.clone().spawn(async move {
+        let job_id = waiting.job_id;
+        if tx
+            .send(json_event("job", &serde_json::json!({ "job_id": job_id })))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut first_token: Option<Duration> = None;
+        let give_up = waiting.deadline + REPLY_GRACE;
+        let reply = loop {
+            tokio::select! {
+                biased;
+                Some(text) = next_chunk(&mut chunks) => {
+                    if first_token.is_none() {
+                        let elapsed = waiting.started.elapsed();
+                        state.metrics.first_token.record(elapsed);
+                        first_token = Some(elapsed);
+                    }
+                    // A client gone: dropping the pending reply forgets the job.
+                    if tx.send(json_event("token", &serde_json::json!({ "text": text }))).await.is_err() {
+                        return;
+                    }
+                }
+                reply = waiting.pending.reply() => break reply.map_err(|_lost| ApiError::ReplyLost),
+                () = tokio::time::sleep_until(give_up) => {
+                    break Err(ApiError::DeadlineExceeded { deadline_ms: waiting.timeout_ms });
+                }
+            }
+        };
+        // Pieces that arrived before the final reply go out before it.
+        if let Some(chunks) = chunks.as_mut() {
+            while let Ok(text) = chunks.try_recv() {
+                if tx
+                    .send(json_event("token", &serde_json::json!({ "text": text })))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let event = match reply.and_then(|reply| to_letter(&state, job_id, reply, waiting.started)) {
+            Ok(mut letter) => {
+                letter.timings_ms.first_token =
+                    first_token.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                tracing::info!(job_id = %job_id, total_ms = letter.timings_ms.total, "Letter streamed");
+                json_event("done", &letter)
+            }
+            Err(error) => {
+                tracing::info!(job_id = %job_id, code = error.code(), "Stream ended with an error");
+                json_event(
+                    "error",
+                    &ErrorBody {
+                        error: ErrorDetail {
+                            code: error.code(),
+                            message: error.to_string(),
+                        },
+                    },
+                )
+            }
+        };
+        let _ = tx.send(event).await;
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(keep_alive))
+        .into_response()
+}
+
+async fn next_chunk(
+    chunks: &mut Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+) -> Option<String> {
+    match chunks {
+        Some(chunks) => chunks.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name))
 }
 
 /// Checks a request's callback URL, and that its letter could be signed.
@@ -548,6 +699,16 @@ async fn letter(state: &AppState, waiting: Waiting) -> Result<CoverLetter, ApiEr
         Ok(Err(_lost)) => return Err(ApiError::ReplyLost),
         Ok(Ok(reply)) => reply,
     };
+    to_letter(state, job_id, reply, started)
+}
+
+/// A worker's final reply as the answer, counted in the latency figures when it is a letter.
+fn to_letter(
+    state: &AppState,
+    job_id: Uuid,
+    reply: letterbox::Reply,
+    started: Instant,
+) -> Result<CoverLetter, ApiError> {
     match reply.outcome {
         Outcome::Failed(failure) => Err(ApiError::Job {
             code: failure.code,
@@ -556,6 +717,8 @@ async fn letter(state: &AppState, waiting: Waiting) -> Result<CoverLetter, ApiEr
                 .retry_after_ms
                 .map(|ms| u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
         }),
+        // The router hands pieces to the stream, never as the final reply.
+        Outcome::Chunk(_) => Err(ApiError::ReplyLost),
         Outcome::Letter(letter) => {
             let total = started.elapsed();
             let metrics = &state.metrics;
@@ -576,6 +739,7 @@ async fn letter(state: &AppState, waiting: Waiting) -> Result<CoverLetter, ApiEr
                     queued: letter.queued_ms,
                     llm: letter.llm_ms,
                     total: u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
+                    first_token: None,
                 },
             })
         }
@@ -725,11 +889,18 @@ async fn authorize(state: &AppState, needed: Role, request: Request, next: Next)
     let Some(auth) = &state.auth else {
         return next.run(request).await;
     };
+    let now_s = letterbox::time::now_ms() / 1000;
     let values = request.headers().get_all(header::AUTHORIZATION);
-    let authorization =
-        letterbox_vault::auth::sole_authorization(values.iter().map(HeaderValue::as_bytes));
-    let checked =
-        authorization.and_then(|value| auth.check(value, needed, letterbox::time::now_ms() / 1000));
+    // A request from the page carries its session cookie and no token: it may write letters.
+    let session = match (&state.web, needed, values.iter().next()) {
+        (Some(web), Role::Submit, None) => web.check(request.headers(), now_s),
+        _ => None,
+    };
+    let checked = match session {
+        Some(checked) => checked,
+        None => letterbox_vault::auth::sole_authorization(values.iter().map(HeaderValue::as_bytes))
+            .and_then(|value| auth.check(value, needed, now_s)),
+    };
     match checked {
         Ok(caller) => {
             // Handlers log which token a request came with (its public id, never the token).
@@ -745,6 +916,14 @@ async fn authorize(state: &AppState, needed: Role, request: Request, next: Next)
             );
             ApiError::Auth(error).into_response()
         }
+    }
+}
+
+/// The page for end users, with a fresh session cookie.
+async fn index(State(state): State<Arc<AppState>>) -> Response {
+    match &state.web {
+        Some(web) => web.index(letterbox::time::now_ms() / 1000),
+        None => ApiError::NotFound.into_response(),
     }
 }
 

@@ -10,6 +10,7 @@ mod metrics;
 pub mod openapi;
 mod request;
 mod settings;
+pub mod web;
 pub mod webhook;
 
 pub use app::Application;

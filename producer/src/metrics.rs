@@ -14,6 +14,7 @@ pub struct Metrics {
     pub llm: LatencyHistogram,
     pub overhead: LatencyHistogram,
     pub extraction: LatencyHistogram,
+    pub first_token: LatencyHistogram,
 }
 
 impl Metrics {
@@ -27,6 +28,10 @@ impl Metrics {
             in_flight: Gauge::new(
                 "letterbox_http_requests_in_flight",
                 "Cover-letter requests being handled now.",
+            ),
+            first_token: LatencyHistogram::new(
+                "letterbox_time_to_first_token_seconds",
+                "Time from receiving a streaming request to sending its first piece of the letter.",
             ),
             end_to_end: LatencyHistogram::new(
                 "letterbox_end_to_end_seconds",
@@ -64,6 +69,7 @@ impl Metrics {
                 llm: self.llm.summary(),
                 queue_wait: self.queue_wait.summary(),
                 extraction: self.extraction.summary(),
+                time_to_first_token: self.first_token.summary(),
             },
         }
     }
@@ -78,6 +84,7 @@ impl Metrics {
             &self.llm,
             &self.overhead,
             &self.extraction,
+            &self.first_token,
         ] {
             histogram.render(&mut out);
         }
@@ -131,4 +138,6 @@ pub struct Latencies {
     pub queue_wait: LatencySummary,
     /// Reading and checking a request's documents.
     pub extraction: LatencySummary,
+    /// A streaming request's arrival to its first piece of the letter.
+    pub time_to_first_token: LatencySummary,
 }

@@ -159,6 +159,9 @@ pub struct Timings {
     pub llm: u64,
     /// The request's whole time in the ingress.
     pub total: u64,
+    /// A streamed answer: from the request's arrival to its first piece of the letter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_token: Option<u64>,
 }
 
 /// The answer to a request with a `callback_url`.

@@ -72,6 +72,27 @@ pub struct ProducerSettings {
     #[arg(long, env = env::SHUTDOWN_GRACE_MS, default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
 
+    /// Time between keep-alive comments on a streamed answer while no piece of the letter is
+    /// sent, in milliseconds.
+    #[arg(long, env = env::SSE_KEEPALIVE_MS, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub sse_keepalive_ms: u64,
+
+    /// Serve the page for end users at `/`, with its session cookies.
+    #[arg(long, env = env::WEB_PAGE, default_value_t = false, action = clap::ArgAction::Set)]
+    pub web_page: bool,
+
+    /// How long a page's session cookie may write letters, in seconds.
+    #[arg(long, env = env::WEB_SESSION_TTL_SECS, default_value_t = 1_800, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub web_session_ttl_secs: u64,
+
+    /// Letters one page session may ask for (`N/s`, `N/min`, `N/h`).
+    #[arg(long, env = env::WEB_RATE, default_value = "5/min")]
+    pub web_rate: letterbox_vault::tokens::Rate,
+
+    /// Letters all page sessions together may ask for.
+    #[arg(long, env = env::WEB_TOTAL_RATE, default_value = "60/min")]
+    pub web_total_rate: letterbox_vault::tokens::Rate,
+
     /// KV v2 path of the key that signs webhook deliveries (field `signing_key`).
     #[arg(long, env = env::WEBHOOK_KEY_PATH, default_value = "secret/letterbox/webhook")]
     pub webhook_key_path: String,
@@ -104,6 +125,17 @@ impl ProducerSettings {
             max_upload_bytes: 10 * 1024 * 1024,
             max_resume_chars: 50_000,
             max_job_description_chars: 30_000,
+            sse_keepalive_ms: 5_000,
+            web_page: false,
+            web_session_ttl_secs: 1_800,
+            web_rate: letterbox_vault::tokens::Rate {
+                requests: 5,
+                per_seconds: 60,
+            },
+            web_total_rate: letterbox_vault::tokens::Rate {
+                requests: 60,
+                per_seconds: 60,
+            },
             webhook_key_path: "secret/letterbox/webhook".to_owned(),
             webhook_allow_private: false,
             webhook_max_attempts: 8,

@@ -10,8 +10,8 @@ use lapin::{BasicProperties, Connection};
 use letterbox::codec::{self, CONTENT_TYPE};
 use letterbox::sealing::{KEY_HEADER, Sealer, job_aad, reply_aad};
 use letterbox::shutdown::CancellationToken;
-use letterbox::{Job, Reply};
-use tokio::sync::oneshot;
+use letterbox::{Job, Outcome, Reply};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -27,7 +27,11 @@ pub enum ReplyLost {
     Undecodable,
 }
 
-type Waiter = oneshot::Sender<Result<Reply, ReplyLost>>;
+/// Whoever waits for a job's reply, and, for a streaming job, for the pieces before it.
+struct Waiter {
+    done: oneshot::Sender<Result<Reply, ReplyLost>>,
+    chunks: Option<mpsc::UnboundedSender<String>>,
+}
 
 /// The ingress's reply queue and the one owner of the correlation map.
 ///
@@ -112,17 +116,31 @@ impl ReplyRouter {
         self.lock().len()
     }
 
-    /// Registers interest in the reply to `job_id`; do this before publishing the job.
-    pub fn expect(self: &Arc<Self>, job_id: Uuid) -> Result<PendingReply, ReplyLost> {
+    /// Registers interest in the reply to `job_id`, and with `stream` in the pieces of the letter
+    /// before it; do this before publishing the job.
+    pub fn expect(self: &Arc<Self>, job_id: Uuid, stream: bool) -> Result<PendingReply, ReplyLost> {
         let (tx, rx) = oneshot::channel();
+        let (chunks_tx, chunks_rx) = if stream {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let mut pending = self.lock();
         // Checked under the lock, so `close` cannot drain the map between check and insert.
         if !self.is_open() {
             return Err(ReplyLost::ChannelClosed);
         }
-        pending.insert(job_id, tx);
+        pending.insert(
+            job_id,
+            Waiter {
+                done: tx,
+                chunks: chunks_tx,
+            },
+        );
         Ok(PendingReply {
             rx,
+            chunks: chunks_rx,
             router: Arc::clone(self),
             job_id,
         })
@@ -143,12 +161,25 @@ impl ReplyRouter {
                 return;
             }
         };
+        let reply = match reply.outcome {
+            Outcome::Chunk(text) => {
+                // Pieces go to the stream in the order they arrived; the final reply after them.
+                match self.lock().get(&job_id).and_then(|w| w.chunks.as_ref()) {
+                    Some(chunks) => {
+                        let _ = chunks.send(text);
+                    }
+                    None => tracing::debug!(%job_id, "Dropped a piece of a letter nobody streams"),
+                }
+                return;
+            }
+            outcome => Reply { job_id, outcome },
+        };
         let Some(waiter) = self.lock().remove(&job_id) else {
             // Late (after the deadline) or duplicate (a redelivered job answered twice).
             tracing::debug!(%job_id, "Dropped a reply nobody waits for");
             return;
         };
-        let _ = waiter.send(Ok(reply));
+        let _ = waiter.done.send(Ok(reply));
     }
 
     fn close(&self) {
@@ -169,11 +200,24 @@ impl ReplyRouter {
 /// late reply is dropped instead of accumulating.
 pub struct PendingReply {
     rx: oneshot::Receiver<Result<Reply, ReplyLost>>,
+    chunks: Option<mpsc::UnboundedReceiver<String>>,
     router: Arc<ReplyRouter>,
     job_id: Uuid,
 }
 
 impl PendingReply {
+    /// The pieces of a streaming job's letter, as they arrive (once; `None` for other jobs).
+    pub fn take_chunks(&mut self) -> Option<mpsc::UnboundedReceiver<String>> {
+        self.chunks.take()
+    }
+
+    /// The final reply: a borrowed wait, so the pieces can be read while it is pending.
+    pub async fn reply(&mut self) -> Result<Reply, ReplyLost> {
+        (&mut self.rx)
+            .await
+            .unwrap_or(Err(ReplyLost::ChannelClosed))
+    }
+
     pub async fn wait(mut self) -> Result<Reply, ReplyLost> {
         (&mut self.rx)
             .await
@@ -224,7 +268,7 @@ impl JobSubmitter {
     pub async fn submit(&self, job: &Job) -> Result<PendingReply, BrokerError> {
         let pending = self
             .router
-            .expect(job.id)
+            .expect(job.id, job.stream)
             .map_err(|_| BrokerError::ReplyQueueClosed)?;
         let id = job.id.to_string();
         let plain = Zeroizing::new(codec::encode_job(job)?);

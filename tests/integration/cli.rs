@@ -81,7 +81,7 @@ fn every_binary_explains_itself_with_help() {
 #[test]
 fn help_names_every_documented_variable_of_each_process() {
     for (name, process, count) in [
-        ("letterbox-producer", "producer", 36),
+        ("letterbox-producer", "producer", 41),
         ("letterbox-consumer", "consumer", 40),
         ("letterbox-admin", "admin", 13),
     ] {

@@ -153,6 +153,7 @@ async fn a_job_workers_keep_dying_on_is_parked_and_its_client_told() {
         resume: "Ada Quinlan\nBackend engineer: Rust services on RabbitMQ and PostgreSQL".into(),
         job_description: crate::helpers::job_description(),
         options: letterbox::LetterOptions::default(),
+        stream: false,
     };
     // As it arrives after two workers died holding it: the queue counts deliveries this way.
     let mut headers = FieldTable::default();

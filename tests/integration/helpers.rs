@@ -116,6 +116,10 @@ pub struct Options {
     pub llm_base_url: Option<String>,
     /// A second stub as the workers' fallback provider, with its own key in Vault.
     pub fallback: Option<Fallback>,
+    /// The ingress's `LETTERBOX_SSE_KEEPALIVE_MS`.
+    pub sse_keepalive_ms: u64,
+    /// The ingress's `LETTERBOX_WEB_PAGE`.
+    pub web_page: bool,
 }
 
 /// The fallback provider of a test: a stub of its own, reporting the model [`FALLBACK_MODEL`],
@@ -159,6 +163,8 @@ impl Default for Options {
             header_timeout_ms: 10_000,
             webhook_key: None,
             webhook_allow_private: false,
+            sse_keepalive_ms: 5_000,
+            web_page: false,
             amqp_url: None,
             llm_stream: true,
             provider: LlmProvider::OpenAi,
@@ -191,6 +197,8 @@ pub struct TestApp {
     pub submit_token: String,
     /// Sent with every `get_text`, which reads metrics.
     pub monitor_token: String,
+    /// The LLM key the stub accepts and Vault holds.
+    pub llm_key: String,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -274,6 +282,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.webhook_key_path = format!("secret/{key_path}-webhook");
     settings.webhook_allow_private = options.webhook_allow_private;
     settings.webhook_max_attempts = 4;
+    settings.sse_keepalive_ms = options.sse_keepalive_ms;
+    settings.web_page = options.web_page;
     if let Some(key) = &options.webhook_key {
         let data = std::collections::HashMap::from([("signing_key", key.as_str())]);
         vaultrs::kv2::set(
@@ -318,6 +328,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         consumer_metrics,
         submit_token,
         monitor_token,
+        llm_key: options.stub_key,
         shutdown,
         tasks,
     }

@@ -166,6 +166,7 @@ async fn a_worker_taking_tokens_refuses_jobs_that_were_not_sealed() {
         resume: "Ada Quinlan\nBackend engineer: Rust services on RabbitMQ and PostgreSQL".into(),
         job_description: job_description(),
         options: letterbox::LetterOptions::default(),
+        stream: false,
     };
     let body = letterbox::codec::encode_job(&job).unwrap();
     channel

@@ -356,6 +356,7 @@ impl PoisonProbe {
                         format!("failure {}", failure.code.as_str())
                     }
                     letterbox::Outcome::Letter(_) => "a letter".to_owned(),
+                    letterbox::Outcome::Chunk(_) => "a piece of a letter".to_owned(),
                 },
                 Err(_) => "a sealed or unreadable reply".to_owned(),
             };

@@ -150,6 +150,7 @@ impl Floor {
             resume: self.workload.resume(serial),
             job_description: self.workload.job_description().to_owned(),
             options: LetterOptions::default(),
+            stream: false,
         };
         let pending = match self.submitter.submit(&job).await {
             Ok(pending) => pending,
@@ -165,6 +166,8 @@ impl Floor {
                     reported_provider: Some(Duration::from_micros(letter.llm_us)),
                 },
                 letterbox::Outcome::Failed(failure) => refused(failure.code.as_str()),
+                // The floor's jobs never ask for a stream.
+                letterbox::Outcome::Chunk(_) => refused("unexpected_chunk"),
             },
         }
     }

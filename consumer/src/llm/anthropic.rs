@@ -164,6 +164,10 @@ pub(super) struct StreamedMessage {
 }
 
 impl StreamReader for StreamedMessage {
+    fn text(&self) -> &str {
+        &self.text
+    }
+
     fn event(&mut self, data: &[u8]) -> Result<bool, LlmError> {
         let event: StreamEvent = serde_json::from_slice(data)
             .map_err(|_| LlmError::InvalidResponse("a stream event that is not JSON"))?;

@@ -225,24 +225,25 @@ impl LlmClient {
         self.provider
     }
 
-    /// One completion, bounded by `timeout` for the whole exchange.
+    /// One completion, bounded by `timeout` for the whole exchange. With `pieces` the answer
+    /// is streamed, whatever `LETTERBOX_LLM_STREAM` says, and its text handed on as it comes.
     pub async fn complete(
         &self,
         key: &SecretString,
         prompt: &Prompt,
         max_tokens: u32,
         timeout: Duration,
+        pieces: Option<&Pieces>,
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
+        let stream = self.stream || pieces.is_some();
         // Serialised straight from the prompt: no second copy of the documents is held while
         // the provider writes. Either way an answer cut off mid-letter is told apart from a
         // short letter: a stream by its missing final event, a whole answer by its incomplete
         // body.
         let body = match self.provider {
-            LlmProvider::OpenAi => openai::request(&self.model, prompt, max_tokens, self.stream),
-            LlmProvider::Anthropic => {
-                anthropic::request(&self.model, prompt, max_tokens, self.stream)
-            }
+            LlmProvider::OpenAi => openai::request(&self.model, prompt, max_tokens, stream),
+            LlmProvider::Anthropic => anthropic::request(&self.model, prompt, max_tokens, stream),
         }
         .map_err(|_| LlmError::InvalidResponse("the request could not be encoded"))?;
         let request = self
@@ -276,10 +277,11 @@ impl LlmClient {
             if streamed {
                 match self.provider {
                     LlmProvider::OpenAi => {
-                        sse::read_stream(response, openai::StreamedLetter::default()).await
+                        sse::read_stream(response, openai::StreamedLetter::default(), pieces).await
                     }
                     LlmProvider::Anthropic => {
-                        sse::read_stream(response, anthropic::StreamedMessage::default()).await
+                        sse::read_stream(response, anthropic::StreamedMessage::default(), pieces)
+                            .await
                     }
                 }
             } else {
@@ -303,6 +305,40 @@ impl LlmClient {
             model: model.unwrap_or_else(|| self.model.clone()),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// Where the pieces of a streamed letter go as the provider writes them, cleaned as the letter
+/// is; remembers whether any went.
+pub struct Pieces {
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    sent: std::sync::atomic::AtomicBool,
+}
+
+impl Pieces {
+    pub fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (
+            Self {
+                tx,
+                sent: std::sync::atomic::AtomicBool::new(false),
+            },
+            rx,
+        )
+    }
+
+    fn send(&self, text: &str) {
+        let clean: String = text.chars().filter(|c| !unsafe_to_show(*c)).collect();
+        if clean.is_empty() {
+            return;
+        }
+        self.sent.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.tx.send(clean);
+    }
+
+    /// Whether any piece went out: a failure after that cannot be retried unseen.
+    pub fn any_sent(&self) -> bool {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -435,11 +471,16 @@ fn unreadable(error: &serde_json::Error, what: &'static str) -> LlmError {
 /// tabs (a terminal escape sequence or a NUL from a misbehaving model stops here), no
 /// bidirectional overrides that could reorder what a reader sees.
 fn clean_letter(text: &str) -> String {
-    let unsafe_to_show = |c: &char| {
-        (c.is_control() && *c != '\n' && *c != '\t')
-            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    };
-    text.trim().chars().filter(|c| !unsafe_to_show(c)).collect()
+    text.trim()
+        .chars()
+        .filter(|c| !unsafe_to_show(*c))
+        .collect()
+}
+
+/// Control characters (but newlines and tabs) and bidirectional overrides never reach a client.
+fn unsafe_to_show(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]

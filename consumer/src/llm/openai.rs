@@ -129,6 +129,10 @@ pub(super) struct StreamedLetter {
 }
 
 impl StreamReader for StreamedLetter {
+    fn text(&self) -> &str {
+        &self.text
+    }
+
     fn event(&mut self, data: &[u8]) -> Result<bool, LlmError> {
         if data == b"[DONE]" {
             self.done = true;

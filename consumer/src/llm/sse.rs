@@ -1,7 +1,7 @@
 //! Server-sent events, as both providers stream: the byte stream split into events' `data`,
 //! and a loop that hands each to the provider's reader until it says the answer is done.
 
-use super::{Answer, LlmError, MAX_RESPONSE_BYTES};
+use super::{Answer, LlmError, MAX_RESPONSE_BYTES, Pieces};
 
 /// What a provider's stream reader does with events.
 pub(super) trait StreamReader {
@@ -9,24 +9,37 @@ pub(super) trait StreamReader {
     fn event(&mut self, data: &[u8]) -> Result<bool, LlmError>;
     /// The letter, once the stream has ended or said it is done.
     fn finish(self) -> Result<Answer, LlmError>;
+    /// The letter's text received so far.
+    fn text(&self) -> &str;
 }
 
 /// Reads a streamed completion. The letter counts only if the stream says it is finished: a
 /// stream that stops short, or carries an error event after its 200, is a failure, never a
 /// short letter.
+/// With `pieces`, each event's new text is handed on as it arrives.
 pub(super) async fn read_stream<R: StreamReader>(
     mut response: reqwest::Response,
     mut reader: R,
+    pieces: Option<&Pieces>,
 ) -> Result<Answer, LlmError> {
     let mut decoder = SseDecoder::default();
     let mut received = 0;
+    let mut handed_on = 0;
     'body: while let Some(chunk) = response.chunk().await.map_err(|_| LlmError::Incomplete)? {
         received += chunk.len();
         if received > MAX_RESPONSE_BYTES {
             return Err(LlmError::InvalidResponse("the body is too large"));
         }
         for data in decoder.push(&chunk) {
-            if reader.event(&data)? {
+            let done = reader.event(&data)?;
+            if let Some(pieces) = pieces {
+                let text = reader.text();
+                if text.len() > handed_on {
+                    pieces.send(&text[handed_on..]);
+                    handed_on = text.len();
+                }
+            }
+            if done {
                 break 'body;
             }
         }
