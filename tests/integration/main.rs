@@ -10,6 +10,7 @@ mod dead_letters;
 mod documents;
 mod helpers;
 mod hostile;
+mod metrics_format;
 mod mutations;
 mod openapi;
 mod outages;
