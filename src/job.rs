@@ -283,7 +283,7 @@ impl fmt::Debug for Reply {
         let outcome = match &self.outcome {
             Outcome::Letter(letter) => format!("Letter({} chars)", letter.text.chars().count()),
             Outcome::Failed(failure) => format!("Failed({:?})", failure.code),
-            Outcome::Chunk(text) => format!("Chunk({} chars)", text.chars().count()),
+            Outcome::Chunk(piece) => format!("Chunk({} chars)", piece.text.chars().count()),
         };
         f.debug_struct("Reply")
             .field("job_id", &self.job_id)
@@ -298,7 +298,16 @@ pub enum Outcome {
     Failed(JobFailure),
     /// A piece of the letter as the provider wrote it, for a streaming job; the final reply
     /// (`Letter` or `Failed`) follows.
-    Chunk(String),
+    Chunk(Piece),
+}
+
+/// A piece of a streaming job's letter.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Piece {
+    /// Drawn by the worker for each time it starts the job: pieces of another run than the
+    /// ones before belong to a letter written again from the start (the first worker stopped).
+    pub run: u32,
+    pub text: String,
 }
 
 /// A finished letter and what it cost.

@@ -14,7 +14,9 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod time;
 
-pub use job::{FailureCode, Job, JobFailure, Length, Letter, LetterOptions, Outcome, Reply, Tone};
+pub use job::{
+    FailureCode, Job, JobFailure, Length, Letter, LetterOptions, Outcome, Piece, Reply, Tone,
+};
 
 /// What a binary's `main` does with a start-up or run error: one clear line with its causes
 /// (no backtrace, whatever `RUST_BACKTRACE` says) and exit status 1.

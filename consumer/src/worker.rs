@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use letterbox::backoff::Backoff;
-use letterbox::{FailureCode, Job, JobFailure, Letter, Outcome, Reply};
+use letterbox::{FailureCode, Job, JobFailure, Letter, Outcome, Piece, Reply};
 use letterbox_rabbitmq::{JobDelivery, Replier, UnreadableJob};
 use letterbox_vault::{KvPath, SecretStore, SecretValue};
 use uuid::Uuid;
@@ -248,6 +248,8 @@ impl Worker {
             // The pieces go to the reply queue while the provider writes; every one is published
             // before the final reply, which follows them on the same channel.
             let (pieces, mut rx) = Pieces::new();
+            // This run's pieces, told apart from another worker's should this one stop.
+            let run = fastrand::u32(..);
             let work = async move {
                 let result = self.run(job, started_ms, Some(&pieces)).await;
                 drop(pieces);
@@ -261,7 +263,7 @@ impl Worker {
                     }
                     let piece = Reply {
                         job_id: job.id,
-                        outcome: Outcome::Chunk(text),
+                        outcome: Outcome::Chunk(Piece { run, text }),
                     };
                     if let Err(error) = replier
                         .send(reply_to, correlation_id, wrapped_key, &piece)

@@ -348,7 +348,7 @@ fn tls_config(
         (CoverLetterForm = "multipart/form-data")
     )),
     responses(
-        (status = 200, description = "The letter; with `Accept: text/event-stream`, server-sent events: `job` ({\"job_id\"}) at once, `token` ({\"text\"}) for each piece as the provider writes it, then `done` (the letter, as JSON) or `error` ({\"error\": {\"code\", \"message\"}}); keep-alive comments fill the silences",
+        (status = 200, description = "The letter; with `Accept: text/event-stream`, server-sent events: `job` ({\"job_id\"}) at once, `token` ({\"text\"}) for each piece as the provider writes it (`reset` if another worker starts the letter again: drop the text so far), then `done` (the letter, as JSON) or `error` ({\"error\": {\"code\", \"message\"}}); keep-alive comments fill the silences",
             content((CoverLetter = "application/json"), (String = "text/event-stream"))),
         (status = 202, description = "With `callback_url`: the job is queued, and the letter (or why there is none) will be POSTed to the callback as a `CallbackBody`, signed", body = Accepted),
         (status = 400, description = "Incomplete or malformed: `missing_field`, `empty_field`, `invalid_json`, `invalid_options`, `unknown_field`, `duplicate_field`, `malformed_multipart`, `invalid_callback_url`, `callback_not_allowed`, `conflicting_modes`", body = ErrorBody),
@@ -571,18 +571,19 @@ fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
             return;
         }
         let mut first_token: Option<Duration> = None;
+        let mut run: Option<u32> = None;
         let give_up = waiting.deadline + REPLY_GRACE;
         let reply = loop {
             tokio::select! {
                 biased;
-                Some(text) = next_chunk(&mut chunks) => {
+                Some(piece) = next_chunk(&mut chunks) => {
                     if first_token.is_none() {
                         let elapsed = waiting.started.elapsed();
                         state.metrics.first_token.record(elapsed);
                         first_token = Some(elapsed);
                     }
                     // A client gone: dropping the pending reply forgets the job.
-                    if tx.send(json_event("token", &serde_json::json!({ "text": text }))).await.is_err() {
+                    if forward(&tx, &mut run, piece).await.is_err() {
                         return;
                     }
                 }
@@ -594,12 +595,8 @@ fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
         };
         // Pieces that arrived before the final reply go out before it.
         if let Some(chunks) = chunks.as_mut() {
-            while let Ok(text) = chunks.try_recv() {
-                if tx
-                    .send(json_event("token", &serde_json::json!({ "text": text })))
-                    .await
-                    .is_err()
-                {
+            while let Ok(piece) = chunks.try_recv() {
+                if forward(&tx, &mut run, piece).await.is_err() {
                     return;
                 }
             }
@@ -636,9 +633,40 @@ fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
         .into_response()
 }
 
+/// Sends a piece of the letter as a `token` event; when it starts another run of the job (the
+/// worker writing it stopped, and another began again), a `reset` event first, so the client
+/// drops the text it has.
+async fn forward(
+    tx: &tokio::sync::mpsc::Sender<Event>,
+    run: &mut Option<u32>,
+    piece: letterbox::Piece,
+) -> Result<(), tokio::sync::mpsc::error::SendError<Event>> {
+    for (name, data) in piece_events(run, piece) {
+        tx.send(json_event(name, &data)).await?;
+    }
+    Ok(())
+}
+
+/// The events one piece becomes, given the run the pieces before it came from.
+fn piece_events(
+    run: &mut Option<u32>,
+    piece: letterbox::Piece,
+) -> Vec<(&'static str, serde_json::Value)> {
+    let mut events = Vec::with_capacity(2);
+    if run.is_some_and(|current| current != piece.run) {
+        events.push((
+            "reset",
+            serde_json::json!({ "reason": "the letter is being written again from the start" }),
+        ));
+    }
+    *run = Some(piece.run);
+    events.push(("token", serde_json::json!({ "text": piece.text })));
+    events
+}
+
 async fn next_chunk(
-    chunks: &mut Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
-) -> Option<String> {
+    chunks: &mut Option<tokio::sync::mpsc::UnboundedReceiver<letterbox::Piece>>,
+) -> Option<letterbox::Piece> {
     match chunks {
         Some(chunks) => chunks.recv().await,
         None => std::future::pending().await,
@@ -939,4 +967,58 @@ async fn not_found() -> Response {
 
 async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_of_a_new_run_are_preceded_by_a_reset() {
+        let piece = |run, text: &str| letterbox::Piece {
+            run,
+            text: text.to_owned(),
+        };
+        let mut run = None;
+        let mut names = Vec::new();
+        for p in [
+            piece(7, "Dear "),
+            piece(7, "team"),
+            piece(9, "Dear "),
+            piece(9, "all"),
+        ] {
+            names.extend(
+                piece_events(&mut run, p)
+                    .into_iter()
+                    .map(|(name, data)| format!("{name}:{}", data["text"].as_str().unwrap_or("-"))),
+            );
+        }
+        assert_eq!(
+            names,
+            [
+                "token:Dear ",
+                "token:team",
+                "reset:-",
+                "token:Dear ",
+                "token:all"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_is_asked_for_among_any_accept_values() {
+        let accept = |values: &[&str]| {
+            let mut headers = axum::http::HeaderMap::new();
+            for value in values {
+                headers.append(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+            }
+            wants_stream(&headers)
+        };
+        assert!(accept(&["text/event-stream"]));
+        assert!(accept(&["application/json, TEXT/Event-Stream;q=0.9"]));
+        assert!(accept(&["application/json", "text/event-stream"]));
+        assert!(!accept(&["application/json"]));
+        assert!(!accept(&["*/*"]));
+        assert!(!accept(&[]));
+    }
 }

@@ -63,6 +63,7 @@ form.addEventListener("submit", async (submitted) => {
     for await (const { event, data } of events(response)) {
       if (event === "job") say("Writing…");
       else if (event === "token") letter.textContent += data.text;
+      else if (event === "reset") letter.textContent = "";
       else if (event === "done") {
         letter.textContent = data.cover_letter;
         letter.setAttribute("data-done", "true");

@@ -10,7 +10,7 @@ use lapin::{BasicProperties, Connection};
 use letterbox::codec::{self, CONTENT_TYPE};
 use letterbox::sealing::{KEY_HEADER, Sealer, job_aad, reply_aad};
 use letterbox::shutdown::CancellationToken;
-use letterbox::{Job, Outcome, Reply};
+use letterbox::{Job, Outcome, Piece, Reply};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -30,7 +30,7 @@ pub enum ReplyLost {
 /// Whoever waits for a job's reply, and, for a streaming job, for the pieces before it.
 struct Waiter {
     done: oneshot::Sender<Result<Reply, ReplyLost>>,
-    chunks: Option<mpsc::UnboundedSender<String>>,
+    chunks: Option<mpsc::UnboundedSender<Piece>>,
 }
 
 /// The ingress's reply queue and the one owner of the correlation map.
@@ -162,11 +162,11 @@ impl ReplyRouter {
             }
         };
         let reply = match reply.outcome {
-            Outcome::Chunk(text) => {
+            Outcome::Chunk(piece) => {
                 // Pieces go to the stream in the order they arrived; the final reply after them.
                 match self.lock().get(&job_id).and_then(|w| w.chunks.as_ref()) {
                     Some(chunks) => {
-                        let _ = chunks.send(text);
+                        let _ = chunks.send(piece);
                     }
                     None => tracing::debug!(%job_id, "Dropped a piece of a letter nobody streams"),
                 }
@@ -200,14 +200,14 @@ impl ReplyRouter {
 /// late reply is dropped instead of accumulating.
 pub struct PendingReply {
     rx: oneshot::Receiver<Result<Reply, ReplyLost>>,
-    chunks: Option<mpsc::UnboundedReceiver<String>>,
+    chunks: Option<mpsc::UnboundedReceiver<Piece>>,
     router: Arc<ReplyRouter>,
     job_id: Uuid,
 }
 
 impl PendingReply {
     /// The pieces of a streaming job's letter, as they arrive (once; `None` for other jobs).
-    pub fn take_chunks(&mut self) -> Option<mpsc::UnboundedReceiver<String>> {
+    pub fn take_chunks(&mut self) -> Option<mpsc::UnboundedReceiver<Piece>> {
         self.chunks.take()
     }
 

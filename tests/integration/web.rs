@@ -172,7 +172,7 @@ async fn a_user_writes_a_letter_on_the_page_in_headless_chromium() {
     );
     assert_eq!(summary["copy_enabled"], true);
     // It grew on screen piece by piece, not all at once.
-    assert!(summary["updates"].as_u64().unwrap() >= 10, "{summary}");
+    assert!(summary["updates"].as_u64().unwrap() >= 5, "{summary}");
     let responses: Vec<&str> = summary["responses"]
         .as_array()
         .unwrap()
