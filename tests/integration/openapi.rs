@@ -24,12 +24,7 @@ async fn the_document_describes_every_route_and_refusal() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["info"]["title"], "Letterbox");
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
-    let paths: BTreeSet<&str> = doc["paths"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let paths: BTreeSet<&str> = keys(&doc["paths"]).into_iter().collect();
     assert_eq!(
         paths,
         BTreeSet::from([
@@ -42,12 +37,7 @@ async fn the_document_describes_every_route_and_refusal() {
         ])
     );
     let post = &doc["paths"]["/v1/cover-letters"]["post"];
-    let statuses: Vec<&str> = post["responses"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let statuses = keys(&post["responses"]);
     assert_eq!(
         statuses,
         [
@@ -55,12 +45,7 @@ async fn the_document_describes_every_route_and_refusal() {
             "503", "504"
         ]
     );
-    let bodies: Vec<&str> = post["requestBody"]["content"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let bodies = keys(&post["requestBody"]["content"]);
     assert_eq!(bodies, ["application/json", "multipart/form-data"]);
     let tones = &doc["components"]["schemas"]["Tone"]["enum"];
     assert_eq!(
@@ -91,6 +76,16 @@ async fn the_document_describes_every_route_and_refusal() {
     }
     assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
     app.stop().await;
+}
+
+/// An object's keys, in the document's order.
+fn keys(object: &Value) -> Vec<&str> {
+    object
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
 }
 
 fn schemathesis() -> PathBuf {

@@ -66,6 +66,19 @@ async fn stream_with(
     (status, content_type, events)
 }
 
+/// The text of `token` events, joined.
+fn text_of(tokens: &[&Sse]) -> String {
+    tokens
+        .iter()
+        .map(|t| {
+            serde_json::from_str::<Value>(&t.data).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn named<'a>(events: &'a [Sse], name: &str) -> Vec<&'a Sse> {
     events.iter().filter(|e| e.event == name).collect()
 }
@@ -95,15 +108,7 @@ async fn a_streamed_letter_arrives_piece_by_piece_and_ends_with_the_whole_letter
     let done: Value = serde_json::from_str(&named(&events, "done")[0].data).unwrap();
     assert_eq!(done["job_id"], job["job_id"]);
     assert_eq!(done["model"], "letterbox-stub-1");
-    let streamed: String = tokens
-        .iter()
-        .map(|t| {
-            serde_json::from_str::<Value>(&t.data).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let streamed = text_of(&tokens);
     assert_eq!(streamed.trim(), done["cover_letter"].as_str().unwrap());
     let first = done["timings_ms"]["first_token"].as_u64().unwrap();
     let total = done["timings_ms"]["total"].as_u64().unwrap();
@@ -166,15 +171,7 @@ async fn a_stream_the_provider_cuts_ends_with_an_error_event_and_is_not_retried(
     // The stub's first pieces, however the worker grouped them while publishing.
     let tokens = named(&events, "token");
     assert!((1..=CUT_AFTER_CHUNKS).contains(&tokens.len()), "{events:?}");
-    let streamed: String = tokens
-        .iter()
-        .map(|t| {
-            serde_json::from_str::<Value>(&t.data).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let streamed = text_of(&tokens);
     assert_eq!(streamed, "Dear Hiring Manager,\n\nI am ");
     let last = events.last().unwrap();
     assert_eq!(last.event, "error", "{events:?}");
