@@ -39,7 +39,7 @@ pub fn init_tracing() {
 #[macro_export]
 macro_rules! log_help {
     () => {
-        "Logging, from the environment only:
+        "From the environment only:
   LETTERBOX_LOG         log filter: `info` (default), `debug`, `letterbox_consumer=debug,info`, ...
   LETTERBOX_LOG_FORMAT  `text` (default) or `json`: one JSON object a line"
     };

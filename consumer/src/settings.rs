@@ -19,7 +19,7 @@ pub const DEFAULT_LLM_KEY_PATH: &str = "secret/letterbox/llm";
 #[derive(Parser, Clone)]
 #[command(name = "letterbox-consumer", version, about, long_about = None, after_help = letterbox::telemetry::LOG_HELP)]
 pub struct ConsumerSettings {
-    /// Address of this worker's /healthz and /metrics.
+    /// Address of this worker's /healthz, /readyz and /metrics.
     #[arg(long, env = env::METRICS_ADDR, default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
 
@@ -53,9 +53,10 @@ pub struct ConsumerSettings {
     #[arg(long, env = env::LLM_TIMEOUT_MS, default_value_t = 60_000)]
     pub llm_timeout_ms: u64,
 
-    /// Ask the provider to stream its answer (`true`) or to send it whole (`false`). Both detect
-    /// an answer cut short; a whole answer costs the worker (and the provider) one read instead
-    /// of one per token, and the client receives the letter whole either way.
+    /// Ask the provider to stream its answer (`true`) or to send it whole (`false`) for a client
+    /// that asked for the whole letter; a client that asked for a stream always gets one. Both
+    /// detect an answer cut short; a whole answer costs the worker one read instead of one per
+    /// token.
     #[arg(long, env = env::LLM_STREAM, default_value_t = false, action = clap::ArgAction::Set)]
     pub llm_stream: bool,
 

@@ -160,6 +160,14 @@ impl Application {
             )?)),
             None => None,
         };
+        if let Some(webhooks) = &webhooks
+            && !webhooks.ready().await
+        {
+            tracing::warn!(
+                path = %webhooks.key_path(),
+                "No webhook signing key: requests with callback_url are answered 503 until it exists (letterbox-admin setup creates it)"
+            );
+        }
         let auth = match store {
             Some(store) => {
                 let login_store = Arc::clone(&store);
@@ -702,8 +710,11 @@ async fn check_callback(state: &AppState, text: &str) -> Result<url::Url, ApiErr
     if !webhooks.ready().await {
         return Err(ApiError::Unavailable {
             code: "webhook_unavailable",
-            message: "the webhook signing key is unavailable; retry shortly".into(),
-            retry_after_secs: 5,
+            message: format!(
+                "the webhook signing key ({}) cannot be read; letterbox-admin setup creates it",
+                webhooks.key_path()
+            ),
+            retry_after_secs: 30,
         });
     }
     Ok(url)

@@ -149,12 +149,9 @@ impl WebPage {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|site| site != "same-origin");
         if cross_site {
-            return Err(AuthError::Forbidden {
-                held: Role::Submit,
-                needed: Role::Submit,
-            });
+            return Err(AuthError::CrossSite);
         }
-        let limited = |rate: Rate, wait: Duration| AuthError::RateLimited {
+        let limited = |rate: Rate, wait: Duration| AuthError::SessionRateLimited {
             rate,
             retry_after_secs: u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX),
         };
@@ -276,7 +273,7 @@ mod tests {
         assert!(page.check(&headers, 1_002).unwrap().is_ok());
         assert!(matches!(
             page.check(&headers, 1_003).unwrap(),
-            Err(AuthError::RateLimited { .. })
+            Err(AuthError::SessionRateLimited { .. })
         ));
         // Another session has its own allowance.
         let other = headers_with(&cookie_of(&page.index(1_000)));
@@ -318,7 +315,7 @@ mod tests {
         cross.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(matches!(
             page.check(&cross, 1_001).unwrap(),
-            Err(AuthError::Forbidden { .. })
+            Err(AuthError::CrossSite)
         ));
         // No cookie at all: not this module's business.
         assert!(page.check(&HeaderMap::new(), 1_001).is_none());

@@ -209,6 +209,11 @@ impl Webhooks {
         })
     }
 
+    /// Where the signing key is read from, for messages.
+    pub fn key_path(&self) -> String {
+        format!("{}/{}", self.key.mount, self.key.path)
+    }
+
     pub fn allow_private(&self) -> bool {
         self.allow_private
     }

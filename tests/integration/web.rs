@@ -93,6 +93,11 @@ async fn the_page_gives_a_session_cookie_that_writes_letters_and_nothing_else() 
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
+    let body: Value = cross.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "the page's session may only be used by the page itself, not from another site"
+    );
     // A forged session is no session.
     let forged = cookie.replace("letterbox_session=v1.", "letterbox_session=v1.9");
     let refused = http
@@ -144,7 +149,10 @@ async fn a_user_writes_a_letter_on_the_page_in_headless_chromium() {
         .current_dir(&dir)
         .env("LETTERBOX_PAGE_URL", format!("{}/", app.base))
         .env("LETTERBOX_RESUME", &resume)
-        .env("LETTERBOX_JOB_POST", job_description())
+        .env(
+            "LETTERBOX_JOB_POST",
+            String::from_utf8(example("job_description.txt")).unwrap(),
+        )
         .env("LETTERBOX_SECRETS", secrets)
         .env("CHROMIUM", &chromium)
         // The README's picture of the page: `LETTERBOX_SCREENSHOT=docs/page.png` when running

@@ -251,6 +251,13 @@ async fn without_a_signing_key_a_callback_is_refused_with_503() {
         .await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(answer.body["error"]["code"], "webhook_unavailable");
-    assert!(answer.retry_after.is_some());
+    assert_eq!(
+        answer.body["error"]["message"],
+        format!(
+            "the webhook signing key (secret/{}-webhook) cannot be read; letterbox-admin setup creates it",
+            app.key_path
+        )
+    );
+    assert_eq!(answer.retry_after.as_deref(), Some("30"));
     app.stop().await;
 }

@@ -80,14 +80,18 @@ pub enum AuthError {
     RateLimited { rate: Rate, retry_after_secs: u32 },
     #[error("tokens could not be loaded from Vault yet; retry shortly")]
     NotLoaded,
+    #[error("the page's session may only be used by the page itself, not from another site")]
+    CrossSite,
+    #[error("this page session's letters ({rate}) are used up; retry in {retry_after_secs} s")]
+    SessionRateLimited { rate: Rate, retry_after_secs: u32 },
 }
 
 impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Missing | Self::Invalid | Self::Ambiguous | Self::Expired => "unauthorized",
-            Self::Forbidden { .. } => "forbidden",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::Forbidden { .. } | Self::CrossSite => "forbidden",
+            Self::RateLimited { .. } | Self::SessionRateLimited { .. } => "rate_limited",
             Self::NotLoaded => "auth_unavailable",
         }
     }
@@ -96,8 +100,8 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Missing | Self::Invalid | Self::Ambiguous | Self::Expired => 401,
-            Self::Forbidden { .. } => 403,
-            Self::RateLimited { .. } => 429,
+            Self::Forbidden { .. } | Self::CrossSite => 403,
+            Self::RateLimited { .. } | Self::SessionRateLimited { .. } => 429,
             Self::NotLoaded => 503,
         }
     }
@@ -105,6 +109,9 @@ impl AuthError {
     pub fn retry_after_secs(&self) -> Option<u32> {
         match self {
             Self::RateLimited {
+                retry_after_secs, ..
+            }
+            | Self::SessionRateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             Self::NotLoaded => Some(5),
