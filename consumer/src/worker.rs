@@ -247,7 +247,11 @@ impl Worker {
         let (outcome, llm_time) = if job.stream {
             // The pieces go to the reply queue while the provider writes; every one is published
             // before the final reply, which follows them on the same channel.
-            let (pieces, mut rx) = Pieces::new();
+            let left_ms = self
+                .budget_end_ms(job, started_ms)
+                .saturating_sub(letterbox::time::now_ms());
+            let (pieces, mut rx) =
+                Pieces::new(tokio::time::Instant::now() + Duration::from_millis(left_ms));
             // This run's pieces, told apart from another worker's should this one stop.
             let run = fastrand::u32(..);
             let work = async move {
@@ -317,6 +321,13 @@ impl Worker {
     }
 
     /// The letter for `job`, or why there is none; with the provider's time when it was called.
+    /// When work on `job` must end (ms since the Unix epoch): its deadline, and never so late
+    /// that the broker takes the delivery back (its consumer timeout) while this worker works.
+    fn budget_end_ms(&self, job: &Job, started_ms: u64) -> u64 {
+        job.deadline_ms
+            .min(started_ms.saturating_add(self.work_budget_ms))
+    }
+
     /// With `pieces`, the provider streams and its text goes out as it comes.
     async fn run(
         &self,
@@ -367,9 +378,7 @@ impl Worker {
         let max_tokens = u32::from(job.options.words()) * 4 + 256;
         // Never past the job's deadline, and never holding the delivery long enough for the
         // broker to take it back (its consumer timeout) while this worker still works on it.
-        let budget_end_ms = job
-            .deadline_ms
-            .min(started_ms.saturating_add(self.work_budget_ms));
+        let budget_end_ms = self.budget_end_ms(job, started_ms);
 
         self.metrics.note_key(KeyRole::Primary, &key);
         let call = Call {

@@ -157,6 +157,7 @@ impl Application {
                     max_attempts: settings.webhook_max_attempts,
                     timeout: Duration::from_millis(settings.webhook_timeout_ms),
                 },
+                shutdown.clone(),
             )?)),
             None => None,
         };
@@ -451,6 +452,10 @@ async fn handle(
     }
 
     let stream = wants_stream(request.headers());
+    let from_page = request
+        .extensions()
+        .get::<Caller>()
+        .is_some_and(|caller| caller.token_id.starts_with(crate::web::SESSION_PREFIX));
     // The deadline covers the whole request: reading and checking the documents count too.
     let timeout_ms = u64::try_from(state.job_timeout.as_millis()).unwrap_or(u64::MAX);
     let deadline = tokio::time::Instant::from_std(started) + state.job_timeout;
@@ -466,6 +471,12 @@ async fn handle(
             return Err(ApiError::bad_request(
                 "conflicting_modes",
                 "a request with callback_url is answered 202; it cannot also ask for a stream (Accept: text/event-stream)",
+            ));
+        }
+        Some(_) if from_page => {
+            return Err(ApiError::bad_request(
+                "callback_not_allowed",
+                "the page's session cannot ask for a callback; a client with a token can",
             ));
         }
         Some(text) => Some(check_callback(state, text).await?),
@@ -596,6 +607,8 @@ fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
                     }
                 }
                 reply = waiting.pending.reply() => break reply.map_err(|_lost| ApiError::ReplyLost),
+                // The client went away: dropping the pending reply forgets the job at once.
+                () = tx.closed() => return,
                 () = tokio::time::sleep_until(give_up) => {
                     break Err(ApiError::DeadlineExceeded { deadline_ms: waiting.timeout_ms });
                 }

@@ -19,6 +19,8 @@ use letterbox_vault::tokens::{Rate, Role};
 use ring::rand::SecureRandom;
 
 pub const COOKIE: &str = "letterbox_session";
+/// How a page session's caller id starts (a token's id never does: it is hex).
+pub const SESSION_PREFIX: &str = "web-";
 const INDEX: &str = include_str!("../web/index.html");
 const SCRIPT: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/app.css");
@@ -140,7 +142,7 @@ impl WebPage {
             return Err(AuthError::Invalid);
         };
         if expiry.parse::<u64>().map_err(|_| AuthError::Invalid)? <= now_s {
-            return Err(AuthError::Expired);
+            return Err(AuthError::SessionExpired);
         }
         // The cookie is SameSite=Strict already; a browser that says the request comes from
         // another site is refused all the same.
@@ -156,13 +158,14 @@ impl WebPage {
             retry_after_secs: u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX),
         };
         let now = DefaultClock::default().now();
-        self.all
-            .check()
-            .map_err(|not_until| limited(self.settings.total, not_until.wait_time_from(now)))?;
+        // The session's own limit first: what it refuses costs the other sessions nothing.
         let session = id.to_owned();
         self.sessions.check_key(&session).map_err(|not_until| {
             limited(self.settings.per_session, not_until.wait_time_from(now))
         })?;
+        self.all
+            .check()
+            .map_err(|not_until| limited(self.settings.total, not_until.wait_time_from(now)))?;
         // Sessions that have not written for a while are forgotten now and then.
         if self
             .checks
@@ -172,7 +175,7 @@ impl WebPage {
             self.sessions.retain_recent();
         }
         Ok(Caller {
-            token_id: format!("web-{}", &session[..8]),
+            token_id: format!("{SESSION_PREFIX}{}", &session[..8]),
             role: Role::Submit,
         })
     }
@@ -281,13 +284,46 @@ mod tests {
     }
 
     #[test]
+    fn what_one_session_is_refused_costs_the_others_nothing() {
+        let page = WebPage::new(WebSettings {
+            session_ttl: Duration::from_secs(600),
+            per_session: Rate {
+                requests: 1,
+                per_seconds: 60,
+            },
+            total: Rate {
+                requests: 3,
+                per_seconds: 60,
+            },
+            secure: false,
+        })
+        .unwrap();
+        let session = || headers_with(&cookie_of(&page.index(1_000)));
+        let greedy = session();
+        assert!(page.check(&greedy, 1_001).unwrap().is_ok());
+        for _ in 0..5 {
+            assert!(matches!(
+                page.check(&greedy, 1_001).unwrap(),
+                Err(AuthError::SessionRateLimited { .. })
+            ));
+        }
+        // Two more sessions fit in the total of 3; a fourth does not.
+        assert!(page.check(&session(), 1_001).unwrap().is_ok());
+        assert!(page.check(&session(), 1_001).unwrap().is_ok());
+        assert!(matches!(
+            page.check(&session(), 1_001).unwrap(),
+            Err(AuthError::SessionRateLimited { .. })
+        ));
+    }
+
+    #[test]
     fn forged_expired_foreign_and_cross_site_sessions_are_refused() {
         let page = page(10);
         let set = cookie_of(&page.index(1_000));
         let headers = headers_with(&set);
         assert!(matches!(
             page.check(&headers, 1_600).unwrap(),
-            Err(AuthError::Expired)
+            Err(AuthError::SessionExpired)
         ));
         // A later expiry with the old signature.
         let value = set.split(';').next().unwrap().replace(".1600.", ".9999.");

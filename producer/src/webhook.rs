@@ -167,6 +167,8 @@ pub fn sign(key: &[u8], timestamp: u64, body: &[u8]) -> String {
 /// Posts letters to callback URLs.
 pub struct Webhooks {
     http: reqwest::Client,
+    /// Ends the waits between attempts: at shutdown, what is not delivered is given up.
+    shutdown: letterbox::shutdown::CancellationToken,
     store: Arc<SecretStore>,
     key: KvPath,
     allow_private: bool,
@@ -185,18 +187,26 @@ pub struct WebhookSettings {
 pub const KEY_FIELD: &str = "signing_key";
 
 impl Webhooks {
-    pub fn new(store: Arc<SecretStore>, settings: &WebhookSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        store: Arc<SecretStore>,
+        settings: &WebhookSettings,
+        shutdown: letterbox::shutdown::CancellationToken,
+    ) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(settings.timeout)
             .user_agent(concat!("letterbox/", env!("CARGO_PKG_VERSION")))
             // A redirect could lead anywhere, inside the network included.
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // Straight to the receiver: a proxy would resolve the name itself, past the check
+            // of where it points.
+            .no_proxy();
         if !settings.allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
         Ok(Self {
             http: builder.build()?,
+            shutdown,
             store,
             key: KvPath::parse(&settings.key_path, KEY_FIELD)?,
             allow_private: settings.allow_private,
@@ -248,7 +258,13 @@ impl Webhooks {
             let wait = RETRY
                 .delay(attempt - 1)
                 .max(retry_after.unwrap_or_default());
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.shutdown.cancelled() => {
+                    tracing::warn!(%job_id, attempts = attempt, "Shutting down: the letter's callback is given up");
+                    break "gave_up";
+                }
+            }
         };
         if outcome == "delivered" {
             tracing::info!(%job_id, attempts = attempt, "Letter delivered to its callback");

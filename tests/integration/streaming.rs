@@ -203,3 +203,58 @@ async fn a_stream_and_a_callback_together_are_refused() {
     assert_eq!(body["error"]["code"], "conflicting_modes");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_first_piece_frees_its_place_at_once() {
+    // No worker: the job waits, and so would its reply slot, until the deadline (15 s here).
+    let app = spawn_app_with(Options {
+        consumers: 0,
+        sse_keepalive_ms: 200,
+        ..Options::default()
+    })
+    .await;
+    let mut response = app
+        .http
+        .post(format!("{}/v1/cover-letters", app.base))
+        .bearer_auth(&app.submit_token)
+        .header("accept", "text/event-stream")
+        .json(&json!({"resume_text": RESUME, "job_description": job_description()}))
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"event: job\n"), "{first:?}");
+    let waiting = || async {
+        let (_, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
+        metrics.contains("letterbox_replies_waiting 1\n")
+    };
+    assert!(waiting().await);
+    drop(response);
+    let mut freed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !waiting().await {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the reply slot was kept after the client left");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn once_pieces_flow_a_stream_may_use_the_whole_deadline() {
+    // A 3 s deadline and a provider writing for 2 s: more than the half of the time an attempt
+    // gets while a retry may follow, but a stream that has shown pieces is never retried.
+    let app = spawn_app_with(Options {
+        latency: Duration::from_millis(2_000),
+        job_timeout_ms: 3_000,
+        ..Options::default()
+    })
+    .await;
+    let (status, _, events) = stream(&app).await;
+    assert_eq!(status, 200);
+    assert_eq!(events.last().unwrap().event, "done", "{events:?}");
+    assert_eq!(app.stub.request_count(), 1);
+    app.stop().await;
+}

@@ -75,6 +75,17 @@ async fn the_page_gives_a_session_cookie_that_writes_letters_and_nothing_else() 
     assert_eq!(letter.status(), 200);
     let body: Value = letter.json().await.unwrap();
     assert!(body["cover_letter"].as_str().unwrap().len() > 200, "{body}");
+    // It cannot have letters posted elsewhere: only a client with a token asks for callbacks.
+    let callback = http
+        .post(format!("{}/v1/cover-letters", app.base))
+        .header("cookie", &cookie)
+        .multipart(form().text("callback_url", "https://hooks.example.com/letters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), 400);
+    let body: Value = callback.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "callback_not_allowed");
     // It reads no figures, even on the ingress's own paths.
     let metrics = http
         .get(format!("{}/metrics", app.base))

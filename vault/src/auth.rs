@@ -82,6 +82,8 @@ pub enum AuthError {
     NotLoaded,
     #[error("the page's session may only be used by the page itself, not from another site")]
     CrossSite,
+    #[error("the page's session has expired; reload the page")]
+    SessionExpired,
     #[error("this page session's letters ({rate}) are used up; retry in {retry_after_secs} s")]
     SessionRateLimited { rate: Rate, retry_after_secs: u32 },
 }
@@ -89,7 +91,11 @@ pub enum AuthError {
 impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Missing | Self::Invalid | Self::Ambiguous | Self::Expired => "unauthorized",
+            Self::Missing
+            | Self::Invalid
+            | Self::Ambiguous
+            | Self::Expired
+            | Self::SessionExpired => "unauthorized",
             Self::Forbidden { .. } | Self::CrossSite => "forbidden",
             Self::RateLimited { .. } | Self::SessionRateLimited { .. } => "rate_limited",
             Self::NotLoaded => "auth_unavailable",
@@ -99,7 +105,11 @@ impl AuthError {
     /// The HTTP status this refusal is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Missing | Self::Invalid | Self::Ambiguous | Self::Expired => 401,
+            Self::Missing
+            | Self::Invalid
+            | Self::Ambiguous
+            | Self::Expired
+            | Self::SessionExpired => 401,
             Self::Forbidden { .. } | Self::CrossSite => 403,
             Self::RateLimited { .. } | Self::SessionRateLimited { .. } => 429,
             Self::NotLoaded => 503,

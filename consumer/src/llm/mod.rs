@@ -297,9 +297,28 @@ impl LlmClient {
                 }
             }
         };
-        let (text, model) = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| LlmError::Timeout(timeout.as_millis()))??;
+        let (text, model) = match pieces {
+            None => tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| LlmError::Timeout(timeout.as_millis()))??,
+            Some(pieces) => {
+                // The attempt's share until the first piece; after it, the job's whole time.
+                let expiry = tokio::time::sleep(timeout);
+                tokio::pin!(expiry, exchange);
+                loop {
+                    tokio::select! {
+                        result = &mut exchange => break result?,
+                        () = &mut expiry => {
+                            if pieces.any_sent() && tokio::time::Instant::now() < pieces.until {
+                                expiry.as_mut().reset(pieces.until);
+                            } else {
+                                return Err(LlmError::Timeout(started.elapsed().as_millis()));
+                            }
+                        }
+                    }
+                }
+            }
+        };
         Ok(Completion {
             text,
             model: model.unwrap_or_else(|| self.model.clone()),
@@ -313,15 +332,21 @@ impl LlmClient {
 pub struct Pieces {
     tx: tokio::sync::mpsc::UnboundedSender<String>,
     sent: std::sync::atomic::AtomicBool,
+    /// The end of the job's time: once pieces went out no retry can follow, so the attempt may
+    /// run until then rather than stop at its share.
+    until: tokio::time::Instant,
 }
 
 impl Pieces {
-    pub fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    pub fn new(
+        until: tokio::time::Instant,
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         (
             Self {
                 tx,
                 sent: std::sync::atomic::AtomicBool::new(false),
+                until,
             },
             rx,
         )
