@@ -397,7 +397,7 @@ fn describe_json_error(error: &serde_json::Error, subject: &str) -> (&'static st
         ("missing field", "missing_field"),
     ] {
         if bare.starts_with(prefix) {
-            return (code, format!("{bare}{at}"));
+            return (code, format!("{}{at}", shorten_field_name(bare)));
         }
     }
     if bare.starts_with("unknown variant") {
@@ -417,6 +417,28 @@ fn describe_json_error(error: &serde_json::Error, subject: &str) -> (&'static st
             format!("a field has the wrong type or value{at}"),
         ),
     }
+}
+
+/// A field name in serde's message, cut to 64 characters: enough to recognise a typo, not a
+/// document pasted as a key.
+fn shorten_field_name(message: &str) -> String {
+    let Some(start) = message.find('`').map(|i| i + 1) else {
+        return message.to_owned();
+    };
+    let end = message
+        .rfind("`, expected")
+        .or_else(|| message.rfind("`, there are no fields"))
+        .or_else(|| message.ends_with('`').then(|| message.len() - 1))
+        .filter(|&end| end >= start);
+    let Some(end) = end else {
+        return message.to_owned();
+    };
+    let name = &message[start..end];
+    if name.chars().count() <= 64 {
+        return message.to_owned();
+    }
+    let short: String = name.chars().take(64).collect();
+    format!("{}{short}…{}", &message[..start], &message[end..])
 }
 
 /// Limits derived from the settings, for the resume and the job description.
@@ -446,6 +468,30 @@ pub fn limits_from(settings: &crate::ProducerSettings) -> DocumentLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_field_is_named_but_never_at_length() {
+        let name = "x".repeat(200);
+        let body = format!(r#"{{"resume_text": "a", "{name}": 1}}"#);
+        let error = serde_json::from_str::<JsonRequest>(&body).err().unwrap();
+        let (code, message) = describe_json_error(&error, "the body");
+        assert_eq!(code, "unknown_field");
+        assert!(
+            message.starts_with(&format!(
+                "unknown field `{}…`, expected one of",
+                "x".repeat(64)
+            )),
+            "{message}"
+        );
+        let error = serde_json::from_str::<JsonRequest>(r#"{"resume_txt": "a"}"#)
+            .err()
+            .unwrap();
+        let (_, message) = describe_json_error(&error, "the body");
+        assert!(
+            message.starts_with("unknown field `resume_txt`, expected one of"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn json_errors_never_quote_values() {
