@@ -581,7 +581,14 @@ fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
     let state = Arc::clone(state);
     let keep_alive = state.sse_keepalive;
     state.tracker.clone().spawn(async move {
+        // Counted in flight until its last event, not only until its 200.
+        let _in_flight = state.metrics.in_flight.track();
         let job_id = waiting.job_id;
+        // Whatever ends the task before its last event is a client gone.
+        let mut ended = EndedStream {
+            state: &state,
+            outcome: "abandoned",
+        };
         if tx
             .send(json_event("job", &serde_json::json!({ "job_id": job_id })))
             .await
@@ -624,12 +631,14 @@ fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
         }
         let event = match reply.and_then(|reply| to_letter(&state, job_id, reply, waiting.started)) {
             Ok(mut letter) => {
+                ended.outcome = "done";
                 letter.timings_ms.first_token =
                     first_token.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 tracing::info!(job_id = %job_id, total_ms = letter.timings_ms.total, "Letter streamed");
                 json_event("done", &letter)
             }
             Err(error) => {
+                ended.outcome = error.code();
                 tracing::info!(job_id = %job_id, code = error.code(), "Stream ended with an error");
                 json_event(
                     "error",
@@ -652,6 +661,18 @@ fn stream_letter(state: &Arc<AppState>, mut waiting: Waiting) -> Response {
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(keep_alive))
         .into_response()
+}
+
+/// Counts how a streamed answer ended when its task ends, however it ends.
+struct EndedStream<'a> {
+    state: &'a AppState,
+    outcome: &'static str,
+}
+
+impl Drop for EndedStream<'_> {
+    fn drop(&mut self) {
+        self.state.metrics.streams.inc(self.outcome);
+    }
 }
 
 /// Sends a piece of the letter as a `token` event; when it starts another run of the job (the

@@ -8,6 +8,8 @@ use utoipa::ToSchema;
 
 pub struct Metrics {
     pub responses: CounterVec,
+    /// How streamed answers ended: behind their 200, `done`, an error code, or `abandoned`.
+    pub streams: CounterVec,
     pub in_flight: Gauge,
     pub end_to_end: LatencyHistogram,
     pub queue_wait: LatencyHistogram,
@@ -24,6 +26,11 @@ impl Metrics {
                 "letterbox_http_responses_total",
                 "HTTP responses of the API, by status code.",
                 "code",
+            ),
+            streams: CounterVec::new(
+                "letterbox_streams_total",
+                "Streamed answers, by how they ended: done, the error code of their error event, or abandoned by the client.",
+                "outcome",
             ),
             in_flight: Gauge::new(
                 "letterbox_http_requests_in_flight",
@@ -77,6 +84,7 @@ impl Metrics {
     pub fn render(&self, ready: bool, waiting: usize) -> String {
         let mut out = String::with_capacity(4096);
         self.responses.render(&mut out);
+        self.streams.render(&mut out);
         self.in_flight.render(&mut out);
         for histogram in [
             &self.end_to_end,

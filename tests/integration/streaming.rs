@@ -123,6 +123,14 @@ async fn a_streamed_letter_arrives_piece_by_piece_and_ends_with_the_whole_letter
         metrics.contains("letterbox_end_to_end_seconds_count 1\n"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("letterbox_streams_total{outcome=\"done\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("letterbox_http_requests_in_flight 0\n"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -179,6 +187,12 @@ async fn a_stream_the_provider_cuts_ends_with_an_error_event_and_is_not_retried(
     assert_eq!(error["error"]["code"], "llm_failed");
     // Pieces were shown: a retry would write a second letter after the first one's start.
     assert_eq!(app.stub.request_count(), 1);
+    // Behind its 200, the stream is counted by how it ended.
+    let (_, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
+    assert!(
+        metrics.contains("letterbox_streams_total{outcome=\"llm_failed\"} 1\n"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
@@ -239,6 +253,15 @@ async fn a_client_that_leaves_before_the_first_piece_frees_its_place_at_once() {
         }
     }
     assert!(freed, "the reply slot was kept after the client left");
+    let (_, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
+    assert!(
+        metrics.contains("letterbox_streams_total{outcome=\"abandoned\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("letterbox_http_requests_in_flight 0\n"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
