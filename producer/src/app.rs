@@ -567,8 +567,19 @@ fn wants_stream(headers: &axum::http::HeaderMap) -> bool {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|part| part.split(';').next())
-        .any(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+        .any(|part| {
+            let mut params = part.split(';');
+            let media = params.next().unwrap_or_default().trim();
+            // `q=0` says "not this one".
+            let refused = params.any(|param| {
+                param
+                    .trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("text/event-stream") && !refused
+        })
 }
 
 /// Answers with server-sent events: `job` at once (the job id), `token` for each piece of the
@@ -1064,6 +1075,9 @@ mod tests {
         assert!(accept(&["application/json", "text/event-stream"]));
         assert!(!accept(&["application/json"]));
         assert!(!accept(&["*/*"]));
+        assert!(!accept(&["text/event-stream;q=0", "application/json"]));
+        assert!(!accept(&["text/event-stream; q=0.0"]));
+        assert!(accept(&["text/event-stream;q=0.1"]));
         assert!(!accept(&[]));
     }
 }

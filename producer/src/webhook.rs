@@ -105,8 +105,11 @@ pub fn is_public(ip: IpAddr) -> bool {
                 // Documentation 2001:db8::/32; NAT64 64:ff9b::/96 reaches IPv4 inside.
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8)
                 || (first == 0x0064 && v6.segments()[1] == 0xff9b)
-                // IPv4-compatible ::a.b.c.d (deprecated).
-                || v6.segments()[..6].iter().all(|s| *s == 0))
+                // IPv4-compatible ::a.b.c.d (deprecated), IPv4-translated ::ffff:0:a.b.c.d and
+                // 6to4 2002::/16: IPv4 reached through a gateway, inside the network or not.
+                || v6.segments()[..6].iter().all(|s| *s == 0)
+                || v6.segments()[..6] == [0, 0, 0, 0, 0xffff, 0]
+                || first == 0x2002)
         }
     }
 }
@@ -362,6 +365,8 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "::ffff:0:7f00:1",
+            "2002:7f00:1::",
             "::10.0.0.1",
             "2001:db8::1",
             "ff02::1",
