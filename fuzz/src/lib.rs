@@ -1,6 +1,8 @@
 //! What every fuzz target checks. The producer runs extraction in a subprocess, so a parser's
-//! panic or stack overflow costs one request a 422 rather than the server; in process, as here,
-//! it is a crash that libFuzzer reports with the input that caused it. Besides "no crash", each
+//! panic or stack overflow costs one request a 422 rather than the server. In process, as here, a
+//! library's panic is answered as that 422 is (the design holds); a panic in Letterbox's own code,
+//! and any stack overflow, timeout or memory blow-up, is a crash that libFuzzer reports with the
+//! input that caused it. Besides "no crash", each
 //! answer must keep the contract the producer relies on: a refusal carries one of the codes the
 //! README documents, and accepted text is what the normaliser and the quality gate promise.
 
@@ -19,13 +21,42 @@ pub fn resume_limits() -> Limits {
     }
 }
 
-/// [`letterbox_extract::extract_declared`] on a thread with the subprocess's stack. A panic on
-/// that thread goes through libFuzzer's panic hook, which aborts and saves the input.
+/// A panic inside a library's code (a crate from the registry, pdf_oxide's parsers say): in the
+/// producer it ends the `letterbox-extract` subprocess, which is answered as an unreadable
+/// document, so here too it is that answer, not a crash. Stack overflows, timeouts and memory
+/// blow-ups in libraries, and any panic in Letterbox's own code, still abort and are reported.
+fn library_panics_are_answers() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        // libFuzzer's hook: it aborts, and libFuzzer saves the input.
+        let aborting = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_library = info
+                .location()
+                .is_some_and(|at| at.file().contains("/registry/src/"));
+            if !in_library {
+                aborting(info);
+            }
+        }));
+    });
+}
+
+/// What the producer answers when `letterbox-extract` dies (`isolate::CRASHED`).
+fn crashed() -> ExtractError {
+    ExtractError::Unreadable {
+        reason: "the document could not be parsed",
+    }
+}
+
+/// [`letterbox_extract::extract_declared`] on a thread with the subprocess's stack. A panic in
+/// Letterbox's code on that thread goes through libFuzzer's panic hook, which aborts and saves
+/// the input; one in a library's is answered as the subprocess's death is.
 pub fn extract_like_the_subprocess(
     bytes: &[u8],
     declared: Option<DocumentKind>,
     limits: &Limits,
 ) -> Result<Extracted, ExtractError> {
+    library_panics_are_answers();
     std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
             .stack_size(SUBPROCESS_STACK)
@@ -33,9 +64,7 @@ pub fn extract_like_the_subprocess(
                 letterbox_extract::extract_declared(bytes, declared, limits)
             });
         match thread {
-            Ok(thread) => thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Ok(thread) => thread.join().unwrap_or_else(|_library_panic| Err(crashed())),
             // Out of threads or memory: not the document's fault; run it here instead.
             Err(_) => letterbox_extract::extract_declared(bytes, declared, limits),
         }
