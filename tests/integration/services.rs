@@ -83,6 +83,14 @@ impl PrivateBroker {
 
     pub async fn ready(&self) {
         wait_for_port(self.port, "the private RabbitMQ node").await;
+        // The port opens while the node still boots, and a client connecting then gets no AMQP
+        // handshake: wait until the node says it is up.
+        let output = self.ctl(&["await_startup", "--timeout", "60"]);
+        assert!(
+            output.status.success(),
+            "the private RabbitMQ node did not finish starting: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// `rabbitmqctl -n NODE <args>`.
