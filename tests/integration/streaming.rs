@@ -79,6 +79,14 @@ fn text_of(tokens: &[&Sse]) -> String {
         .collect()
 }
 
+/// Asserts the ingress's `/metrics` holds each of `lines`.
+async fn assert_metrics(app: &TestApp, lines: &[&str]) {
+    let (_, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
+    for line in lines {
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
+}
+
 fn named<'a>(events: &'a [Sse], name: &str) -> Vec<&'a Sse> {
     events.iter().filter(|e| e.event == name).collect()
 }
@@ -114,23 +122,16 @@ async fn a_streamed_letter_arrives_piece_by_piece_and_ends_with_the_whole_letter
     let total = done["timings_ms"]["total"].as_u64().unwrap();
     assert!(first < total, "first token {first} ms, total {total} ms");
 
-    let (_, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
-    assert!(
-        metrics.contains("letterbox_time_to_first_token_seconds_count 1\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("letterbox_end_to_end_seconds_count 1\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("letterbox_streams_total{outcome=\"done\"} 1\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("letterbox_http_requests_in_flight 0\n"),
-        "{metrics}"
-    );
+    assert_metrics(
+        &app,
+        &[
+            "letterbox_time_to_first_token_seconds_count 1\n",
+            "letterbox_end_to_end_seconds_count 1\n",
+            "letterbox_streams_total{outcome=\"done\"} 1\n",
+            "letterbox_http_requests_in_flight 0\n",
+        ],
+    )
+    .await;
     app.stop().await;
 }
 
@@ -188,11 +189,11 @@ async fn a_stream_the_provider_cuts_ends_with_an_error_event_and_is_not_retried(
     // Pieces were shown: a retry would write a second letter after the first one's start.
     assert_eq!(app.stub.request_count(), 1);
     // Behind its 200, the stream is counted by how it ended.
-    let (_, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
-    assert!(
-        metrics.contains("letterbox_streams_total{outcome=\"llm_failed\"} 1\n"),
-        "{metrics}"
-    );
+    assert_metrics(
+        &app,
+        &["letterbox_streams_total{outcome=\"llm_failed\"} 1\n"],
+    )
+    .await;
     app.stop().await;
 }
 
@@ -253,15 +254,14 @@ async fn a_client_that_leaves_before_the_first_piece_frees_its_place_at_once() {
         }
     }
     assert!(freed, "the reply slot was kept after the client left");
-    let (_, metrics) = app.get_text(&format!("{}/metrics", app.base)).await;
-    assert!(
-        metrics.contains("letterbox_streams_total{outcome=\"abandoned\"} 1\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("letterbox_http_requests_in_flight 0\n"),
-        "{metrics}"
-    );
+    assert_metrics(
+        &app,
+        &[
+            "letterbox_streams_total{outcome=\"abandoned\"} 1\n",
+            "letterbox_http_requests_in_flight 0\n",
+        ],
+    )
+    .await;
     app.stop().await;
 }
 
