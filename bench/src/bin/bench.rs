@@ -78,6 +78,10 @@ struct Args {
         default_value = "50,100,250,500"
     )]
     peak_users: Vec<usize>,
+    /// --plan targets: worker processes (and the floor's workers) of the 0 ms stub's steps. One
+    /// worker already keeps every core busy; on a small box a second adds only hand-overs.
+    #[arg(long, env = "LETTERBOX_BENCH_PEAK_CONSUMERS", default_value_t = 1)]
+    peak_consumers: usize,
     /// --plan targets: the users of each scale-out step (enough to keep 4 × 50 calls busy).
     #[arg(long, env = "LETTERBOX_BENCH_SCALE_USERS", default_value_t = 400)]
     scale_users: usize,
@@ -123,7 +127,10 @@ struct Args {
 
 impl Args {
     fn settings(self) -> anyhow::Result<Settings> {
-        anyhow::ensure!(self.consumers > 0, "--consumers must be at least 1");
+        anyhow::ensure!(
+            self.consumers > 0 && self.peak_consumers > 0,
+            "--consumers and --peak-consumers must be at least 1"
+        );
         anyhow::ensure!(self.concurrency > 0, "--concurrency must be at least 1");
         anyhow::ensure!(
             self.duration_secs > 0.0 && self.warmup_secs >= 0.0,
@@ -178,6 +185,7 @@ impl Args {
                         .iter()
                         .map(|&users| Mode::Closed { users })
                         .collect(),
+                    consumers: self.peak_consumers,
                     ..sweep.clone()
                 });
                 for consumers in [1, 2, 4] {

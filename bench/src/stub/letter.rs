@@ -8,8 +8,8 @@
 //! answers whatever it is sent. `Length:` and `Language:` are understood by the worker's prompt
 //! but not acted on; the stub always writes the same short English letter.
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 /// The documents and instructions found in a prompt.
@@ -215,14 +215,28 @@ fn truncate(text: &str, limit: usize) -> String {
 /// own ranking. Each word is shown as the job description spells it.
 pub fn shared_keywords(job: &str, resume: &str) -> Vec<String> {
     let in_job = vocabulary(job);
-    let in_resume = vocabulary(resume);
+    // Only the job's words matter on the resume's side: the resume is scanned against them
+    // rather than collected whole.
+    let mut in_resume: FxHashMap<&str, Seen> = FxHashMap::default();
+    candidates(resume, |key, _, word| {
+        if let Some((job_key, _)) = in_job.get_key_value(key.as_ref()) {
+            let capitalised = starts_capitalised(word);
+            in_resume
+                .entry(job_key.as_ref())
+                .and_modify(|seen| seen.always_capitalised &= capitalised)
+                .or_insert_with(|| Seen {
+                    technical: is_technical(word),
+                    always_capitalised: capitalised,
+                });
+        }
+    });
     let mut shared: Vec<(u8, usize, &str)> = in_job
         .iter()
         .filter_map(|(key, job_word)| {
-            let resume_word = in_resume.get(key)?;
-            let tier = if job_word.technical || resume_word.technical {
+            let resume_word = in_resume.get(key.as_ref())?;
+            let tier = if job_word.seen.technical || resume_word.technical {
                 0
-            } else if job_word.always_capitalised && resume_word.always_capitalised {
+            } else if job_word.seen.always_capitalised && resume_word.always_capitalised {
                 1
             } else {
                 2
@@ -238,23 +252,55 @@ pub fn shared_keywords(job: &str, resume: &str) -> Vec<String> {
         .collect()
 }
 
-struct Occurrence<'a> {
-    /// Position among the document's words, for a stable order.
-    first: usize,
-    spelling: &'a str,
+/// What a document says about one word: judged on its first spelling, and whether every
+/// spelling is capitalised.
+struct Seen {
     technical: bool,
     always_capitalised: bool,
 }
 
+struct Occurrence<'a> {
+    /// Position among the document's words, for a stable order.
+    first: usize,
+    spelling: &'a str,
+    seen: Seen,
+}
+
 /// Candidate keywords of a document, keyed by their lowercase form.
-fn vocabulary(text: &str) -> HashMap<Cow<'_, str>, Occurrence<'_>> {
-    let mut words: HashMap<Cow<'_, str>, Occurrence<'_>> = HashMap::new();
+fn vocabulary(text: &str) -> FxHashMap<Cow<'_, str>, Occurrence<'_>> {
+    let mut words: FxHashMap<Cow<'_, str>, Occurrence<'_>> = FxHashMap::default();
+    candidates(text, |key, index, word| {
+        let capitalised = starts_capitalised(word);
+        words
+            .entry(key)
+            .and_modify(|seen| seen.seen.always_capitalised &= capitalised)
+            .or_insert_with(|| Occurrence {
+                first: index,
+                spelling: word,
+                seen: Seen {
+                    technical: is_technical(word),
+                    always_capitalised: capitalised,
+                },
+            });
+    });
+    words
+}
+
+/// Calls `found` with the lowercase key, the position and the spelling of every word of `text`
+/// that could be a keyword: three letters or more, not a stop word.
+fn candidates<'a>(text: &'a str, mut found: impl FnMut(Cow<'a, str>, usize, &'a str)) {
     for (index, word) in tokens(text).enumerate() {
-        if word.chars().filter(|c| c.is_alphabetic()).count() < 3 {
+        if word.chars().filter(|c| c.is_alphabetic()).nth(2).is_none() {
             continue;
         }
         // Most words are lowercase already: no copy for them.
-        let key = if word.chars().any(|c| c.to_lowercase().ne([c])) {
+        let key = if word.is_ascii() {
+            if word.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(word.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(word)
+            }
+        } else if word.chars().any(|c| c.to_lowercase().ne([c])) {
             Cow::Owned(word.to_lowercase())
         } else {
             Cow::Borrowed(word)
@@ -262,18 +308,12 @@ fn vocabulary(text: &str) -> HashMap<Cow<'_, str>, Occurrence<'_>> {
         if stop_words().contains(key.as_ref()) {
             continue;
         }
-        let capitalised = word.chars().next().is_some_and(char::is_uppercase);
-        words
-            .entry(key)
-            .and_modify(|seen| seen.always_capitalised &= capitalised)
-            .or_insert(Occurrence {
-                first: index,
-                spelling: word,
-                technical: is_technical(word),
-                always_capitalised: capitalised,
-            });
+        found(key, index, word);
     }
-    words
+}
+
+fn starts_capitalised(word: &str) -> bool {
+    word.chars().next().is_some_and(char::is_uppercase)
 }
 
 /// Runs of letters and digits; a dot between two of them stays inside the word (Node.js).
@@ -310,8 +350,8 @@ fn is_technical(word: &str) -> bool {
 }
 
 /// [`STOP_WORDS`] as a set: the stub looks every word of every prompt up in it.
-fn stop_words() -> &'static HashSet<&'static str> {
-    static SET: LazyLock<HashSet<&'static str>> =
+fn stop_words() -> &'static FxHashSet<&'static str> {
+    static SET: LazyLock<FxHashSet<&'static str>> =
         LazyLock::new(|| STOP_WORDS.iter().copied().collect());
     &SET
 }

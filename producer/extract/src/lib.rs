@@ -238,8 +238,8 @@ pub fn prepare_text(text: &str, limits: &Limits) -> Result<String, ExtractError>
 
 fn finish(raw: &str, limits: &Limits) -> Result<String, ExtractError> {
     let text = normalize(raw);
-    quality::check(&text, limits)?;
-    if text.chars().count() > limits.max_chars {
+    let chars = quality::check(&text, limits)?;
+    if chars > limits.max_chars {
         return Err(ExtractError::TooLong {
             limit_chars: limits.max_chars,
         });

@@ -11,16 +11,21 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 pub fn normalize(text: &str) -> String {
     let cleaned = clean_chars(text);
     // Most text (all ASCII, most Latin text) is NFC already; a quick check saves composing it.
-    let composed = match is_nfc_quick(cleaned.chars()) {
-        IsNormalized::Yes => cleaned,
-        IsNormalized::No | IsNormalized::Maybe => cleaned.nfc().collect(),
+    let composed = if cleaned.is_ascii() {
+        cleaned
+    } else {
+        match is_nfc_quick(cleaned.chars()) {
+            IsNormalized::Yes => cleaned,
+            IsNormalized::No | IsNormalized::Maybe => cleaned.nfc().collect(),
+        }
     };
 
     let mut out = String::with_capacity(composed.len());
     let mut blank_run = 0usize;
     for line in composed.split('\n') {
-        let line = collapse_spaces(&repair_letter_spacing(line));
-        if line.is_empty() {
+        let line_start = out.len();
+        collapse_spaces_into(&repair_letter_spacing(line), &mut out);
+        if out.len() == line_start {
             blank_run += 1;
             // A single blank line separates paragraphs and pages; more says nothing more.
             if blank_run == 1 && !out.is_empty() {
@@ -29,39 +34,50 @@ pub fn normalize(text: &str) -> String {
             continue;
         }
         blank_run = 0;
-        out.push_str(&line);
         out.push('\n');
     }
-    out.trim().to_owned()
+    // Trimmed in place: leading blank space can only be a space or a line break by now.
+    let end = out.trim_end().len();
+    out.truncate(end);
+    let start = out.len() - out.trim_start().len();
+    out.drain(..start);
+    out
 }
 
 /// Per-character pass: everything that does not depend on neighbouring characters except CRLF.
+/// Runs of characters kept as they are (nearly all of them) are copied whole.
 fn clean_chars(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
+    let mut kept_from = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let replacement = match c {
+            // Printable ASCII, the bulk of any resume, stays as it is.
+            ' '..='~' | '\n' | '\t' => continue,
             '\r' => {
-                if chars.peek() == Some(&'\n') {
+                if chars.peek().is_some_and(|&(_, next)| next == '\n') {
                     chars.next();
                 }
-                out.push('\n');
+                "\n"
             }
-            '\n' | '\t' => out.push(c),
             // Form feeds (PDF page breaks), vertical tabs and Unicode line separators break
             // lines; dropping them like other controls would glue two words together.
-            '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => out.push('\n'),
-            'ﬀ' => out.push_str("ff"),
-            'ﬁ' => out.push_str("fi"),
-            'ﬂ' => out.push_str("fl"),
-            'ﬃ' => out.push_str("ffi"),
-            'ﬄ' => out.push_str("ffl"),
-            'ﬅ' | 'ﬆ' => out.push_str("st"),
-            c if is_invisible(c) => {}
-            c if c.is_whitespace() => out.push(' '),
-            c => out.push(c),
-        }
+            '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => "\n",
+            'ﬀ' => "ff",
+            'ﬁ' => "fi",
+            'ﬂ' => "fl",
+            'ﬃ' => "ffi",
+            'ﬄ' => "ffl",
+            'ﬅ' | 'ﬆ' => "st",
+            c if is_invisible(c) => "",
+            c if c.is_whitespace() => " ",
+            _ => continue,
+        };
+        out.push_str(&text[kept_from..at]);
+        out.push_str(replacement);
+        kept_from = chars.peek().map_or(text.len(), |&(next, _)| next);
     }
+    out.push_str(&text[kept_from..]);
     out
 }
 
@@ -81,22 +97,20 @@ fn is_invisible(c: char) -> bool {
             | '\u{F0000}'..='\u{10FFFF}')
 }
 
-/// Collapses every run of spaces and tabs to one space and drops trailing ones.
-fn collapse_spaces(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
+/// Appends `line` with every run of spaces and tabs collapsed to one space and none at the end.
+fn collapse_spaces_into(line: &str, out: &mut String) {
     let mut in_gap = false;
-    for c in line.chars() {
-        if c == ' ' || c == '\t' {
-            in_gap = true;
-        } else {
-            if in_gap {
-                out.push(' ');
-                in_gap = false;
-            }
-            out.push(c);
+    for piece in line.split([' ', '\t']) {
+        if piece.is_empty() {
+            in_gap |= !out.is_empty();
+            continue;
         }
+        if in_gap {
+            out.push(' ');
+        }
+        out.push_str(piece);
+        in_gap = true;
     }
-    out
 }
 
 /// Rejoins a line that some PDF producers (Chromium's among them) emit one glyph at a time:
@@ -105,6 +119,17 @@ fn collapse_spaces(line: &str) -> String {
 /// collapsed. Lines that are not mostly single characters are returned unchanged.
 fn repair_letter_spacing(line: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
+
+    // The test below on all tokens, without building anything: nearly every line fails it.
+    let mut token_count = 0usize;
+    let mut single_count = 0usize;
+    for token in line.split([' ', '\t']).filter(|t| !t.is_empty()) {
+        token_count += 1;
+        single_count += usize::from(is_single_char(token));
+    }
+    if token_count < 4 || single_count * 10 < token_count * 9 {
+        return Cow::Borrowed(line);
+    }
 
     // Words of the line, each a list of the tokens that single spaces separate.
     let mut words: Vec<Vec<&str>> = Vec::new();
@@ -125,11 +150,10 @@ fn repair_letter_spacing(line: &str) -> std::borrow::Cow<'_, str> {
     }
 
     let tokens: Vec<&str> = words.iter().flatten().copied().collect();
-    let single = |t: &str| t.chars().count() == 1;
-    let singles = tokens.iter().filter(|t| single(t)).count();
+    let singles = tokens.iter().filter(|t| is_single_char(t)).count();
     let single_letters = tokens
         .iter()
-        .filter(|t| single(t) && t.chars().all(char::is_alphanumeric))
+        .filter(|t| is_single_char(t) && t.chars().all(char::is_alphanumeric))
         .count();
     let letter_gaps = words
         .iter()
@@ -145,6 +169,11 @@ fn repair_letter_spacing(line: &str) -> std::borrow::Cow<'_, str> {
     }
     let joined: Vec<String> = words.iter().map(|w| w.concat()).collect();
     Cow::Owned(joined.join(" "))
+}
+
+fn is_single_char(token: &str) -> bool {
+    let mut chars = token.chars();
+    chars.next().is_some() && chars.next().is_none()
 }
 
 #[cfg(test)]
@@ -192,6 +221,8 @@ mod tests {
     #[test]
     fn spaces_and_tabs_collapse_within_a_line() {
         assert_eq!(normalize("Rust\t\t and   Go\t"), "Rust and Go");
+        assert_eq!(normalize("  \t Rust\r\n \u{A0}Go\u{200B} \r"), "Rust\n Go");
+        assert_eq!(normalize("ﬁ\r\n\r\n\u{2003}\u{2003}x ﬂ"), "fi\n\n x fl");
         assert_eq!(normalize("a\n  - nested item"), "a\n - nested item");
     }
 

@@ -13,25 +13,31 @@ const MAX_REPLACEMENT_SHARE: f64 = 0.01;
 /// Word-level checks need enough words to mean anything.
 const MIN_WORDS_FOR_SPLIT_CHECK: usize = 20;
 
-/// Checks already normalized text. Letters of every script count, so CJK, Cyrillic or Arabic
-/// resumes pass like Latin ones.
-pub(crate) fn check(text: &str, limits: &Limits) -> Result<(), ExtractError> {
+/// Checks already normalized text and returns its length in characters. Letters of every
+/// script count, so CJK, Cyrillic or Arabic resumes pass like Latin ones. One pass counts
+/// everything the checks need.
+pub(crate) fn check(text: &str, limits: &Limits) -> Result<usize, ExtractError> {
     let mut letters = 0usize;
     let mut visible = 0usize;
     let mut replacements = 0usize;
     let mut total = 0usize;
+    let mut words = WordCount::default();
     for c in text.chars() {
         total += 1;
         if c.is_whitespace() {
+            words.end_word();
             continue;
         }
         visible += 1;
-        if c.is_alphabetic() {
+        let letter = c.is_alphabetic();
+        if letter {
             letters += 1;
         } else if c == char::REPLACEMENT_CHARACTER {
             replacements += 1;
         }
+        words.add(c, letter);
     }
+    words.end_word();
 
     if letters == 0 || letters < limits.min_letters {
         return Err(ExtractError::NoText);
@@ -42,29 +48,45 @@ pub(crate) fn check(text: &str, limits: &Limits) -> Result<(), ExtractError> {
     if replacements as f64 > MAX_REPLACEMENT_SHARE * total as f64 {
         return Err(ExtractError::Garbled);
     }
-    if mostly_single_letter_words(text) {
+    if words.mostly_single_letters() {
         return Err(ExtractError::Garbled);
     }
-    Ok(())
+    Ok(total)
 }
 
-/// Text whose words are mostly lone letters ("J o h n  D o e" that the letter-spacing repair
-/// could not rejoin) reads as noise. Scripts written without spaces are not counted: a lone
-/// ideograph is a legitimate word.
-fn mostly_single_letter_words(text: &str) -> bool {
-    let mut words = 0usize;
-    let mut single = 0usize;
-    for word in text.split_whitespace() {
-        let mut letters = word.chars().filter(|c| c.is_alphabetic());
-        let Some(first) = letters.next() else {
-            continue;
-        };
-        words += 1;
-        if letters.next().is_none() && word.chars().count() == 1 && !is_spaceless_script(first) {
-            single += 1;
+/// Words with a letter, and those that are one lone letter ("J o h n  D o e" that the
+/// letter-spacing repair could not rejoin reads as noise). Scripts written without spaces are
+/// not counted as lone letters: a lone ideograph is a legitimate word.
+#[derive(Default)]
+struct WordCount {
+    words: usize,
+    single: usize,
+    /// The word being read: its characters and its first letter.
+    chars: usize,
+    first_letter: Option<char>,
+}
+
+impl WordCount {
+    fn add(&mut self, c: char, letter: bool) {
+        self.chars += 1;
+        if letter {
+            self.first_letter.get_or_insert(c);
         }
     }
-    words >= MIN_WORDS_FOR_SPLIT_CHECK && single * 2 > words
+
+    fn end_word(&mut self) {
+        if let Some(first) = self.first_letter.take() {
+            self.words += 1;
+            if self.chars == 1 && !is_spaceless_script(first) {
+                self.single += 1;
+            }
+        }
+        self.chars = 0;
+    }
+
+    fn mostly_single_letters(&self) -> bool {
+        self.words >= MIN_WORDS_FOR_SPLIT_CHECK && self.single * 2 > self.words
+    }
 }
 
 /// CJK ideographs, kana, Hangul and the like all live above U+2E80.
@@ -84,7 +106,8 @@ mod tests {
     #[test]
     fn an_ordinary_resume_passes() {
         let text = "Jane Doe\nSenior Rust engineer, 8 years building payment systems at Acme.";
-        assert_eq!(check(text, &limits()), Ok(()));
+        // The length in characters comes back with the verdict.
+        assert_eq!(check(text, &limits()), Ok(72));
     }
 
     #[test]
@@ -107,7 +130,7 @@ mod tests {
         text.push_str(&"\u{FFFD}".repeat(5));
         assert_eq!(check(&text, &limits()), Err(ExtractError::Garbled));
         text.truncate(text.len() - 4 * '\u{FFFD}'.len_utf8());
-        assert_eq!(check(&text, &limits()), Ok(()));
+        assert_eq!(check(&text, &limits()), Ok(60 * 3 + 1));
     }
 
     #[test]
@@ -121,7 +144,7 @@ mod tests {
         assert_eq!(check(&text, &limits()), Err(ExtractError::Garbled));
         // The same letters as words pass.
         let text = "Software engineer with experience in Rust and Go systems";
-        assert_eq!(check(text, &limits()), Ok(()));
+        assert_eq!(check(text, &limits()), Ok(text.len()));
     }
 
     #[test]
@@ -130,7 +153,7 @@ mod tests {
         let chinese = "张伟，高级软件工程师，拥有八年分布式系统开发经验，负责支付平台的架构设计与性能优化工作，并带领五人团队。";
         let russian = "Иван Петров, старший инженер-программист. Восемь лет разработки распределённых систем.";
         for text in [japanese, chinese, russian] {
-            assert_eq!(check(text, &limits()), Ok(()), "{text}");
+            assert_eq!(check(text, &limits()), Ok(text.chars().count()), "{text}");
         }
     }
 }
