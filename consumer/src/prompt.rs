@@ -155,13 +155,15 @@ fn defuse(text: &str) -> String {
             .any(|tag| rest.len() >= tag.len() && rest[..tag.len()].eq_ignore_ascii_case(tag))
     };
     let mut out = String::with_capacity(text.len());
-    for (i, ch) in text.char_indices() {
-        if ch == '<' && is_tag_at(i) {
+    let mut kept_from = 0;
+    for (i, _) in text.match_indices('<') {
+        if is_tag_at(i) {
+            out.push_str(&text[kept_from..i]);
             out.push('‹');
-        } else {
-            out.push(ch);
+            kept_from = i + 1;
         }
     }
+    out.push_str(&text[kept_from..]);
     out
 }
 
@@ -254,6 +256,16 @@ mod tests {
             },
             stream: false,
         }
+    }
+
+    #[test]
+    fn only_the_prompts_own_tags_are_defused() {
+        assert_eq!(
+            defuse("a<b <résumé> <<resume>x</RESUME é</job_description_x <request_details<"),
+            "a<b <résumé> <‹resume>x‹/RESUME é‹/job_description_x ‹request_details<"
+        );
+        assert_eq!(defuse(""), "");
+        assert_eq!(defuse("<"), "<");
     }
 
     #[tokio::test]

@@ -10,8 +10,8 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 /// a row, no leading or trailing blank space.
 pub fn normalize(text: &str) -> String {
     let cleaned = clean_chars(text);
-    // Most text (all ASCII, most Latin text) is NFC already; a quick check saves composing it.
-    let composed = if cleaned.is_ascii() {
+    // Most text (all ASCII, most Latin text) is NFC already; quick checks save composing it.
+    let composed = if below_combining_marks(&cleaned) {
         cleaned
     } else {
         match is_nfc_quick(cleaned.chars()) {
@@ -24,7 +24,14 @@ pub fn normalize(text: &str) -> String {
     let mut blank_run = 0usize;
     for line in composed.split('\n') {
         let line_start = out.len();
-        collapse_spaces_into(&repair_letter_spacing(line), &mut out);
+        let shape = LineShape::of(line);
+        if shape.may_be_letter_spaced() {
+            collapse_spaces_into(&repair_letter_spacing(line), &mut out);
+        } else if shape.plain {
+            out.push_str(line);
+        } else {
+            collapse_spaces_into(line, &mut out);
+        }
         if out.len() == line_start {
             blank_run += 1;
             // A single blank line separates paragraphs and pages; more says nothing more.
@@ -47,16 +54,25 @@ pub fn normalize(text: &str) -> String {
 /// Per-character pass: everything that does not depend on neighbouring characters except CRLF.
 /// Runs of characters kept as they are (nearly all of them) are copied whole.
 fn clean_chars(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut kept_from = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        // Printable ASCII, the bulk of any resume, stays as it is.
+        if matches!(byte, b' '..=b'~' | b'\n' | b'\t') {
+            at += 1;
+            continue;
+        }
+        let Some(c) = text[at..].chars().next() else {
+            break;
+        };
+        let mut next = at + c.len_utf8();
         let replacement = match c {
-            // Printable ASCII, the bulk of any resume, stays as it is.
-            ' '..='~' | '\n' | '\t' => continue,
             '\r' => {
-                if chars.peek().is_some_and(|&(_, next)| next == '\n') {
-                    chars.next();
+                if bytes.get(next) == Some(&b'\n') {
+                    next += 1;
                 }
                 "\n"
             }
@@ -71,14 +87,25 @@ fn clean_chars(text: &str) -> String {
             'ﬅ' | 'ﬆ' => "st",
             c if is_invisible(c) => "",
             c if c.is_whitespace() => " ",
-            _ => continue,
+            _ => {
+                at = next;
+                continue;
+            }
         };
         out.push_str(&text[kept_from..at]);
         out.push_str(replacement);
-        kept_from = chars.peek().map_or(text.len(), |&(next, _)| next);
+        at = next;
+        kept_from = next;
     }
     out.push_str(&text[kept_from..]);
     out
+}
+
+/// Text made only of characters below U+0300 is in NFC: nothing there composes or reorders
+/// (combining marks and the characters NFC changes all come later). Such characters take at
+/// most two bytes, the first below 0xCC, so a byte scan decides it.
+fn below_combining_marks(text: &str) -> bool {
+    text.bytes().all(|byte| byte < 0xCC)
 }
 
 /// Characters that carry nothing a reader sees: controls, zero-width and bidirectional-control
@@ -97,19 +124,81 @@ fn is_invisible(c: char) -> bool {
             | '\u{F0000}'..='\u{10FFFF}')
 }
 
-/// Appends `line` with every run of spaces and tabs collapsed to one space and none at the end.
+/// Appends `line` with every run of spaces and tabs collapsed to one space and none at the end
+/// (a line's leading run stays a space, except at the very start of `out`).
 fn collapse_spaces_into(line: &str, out: &mut String) {
-    let mut in_gap = false;
-    for piece in line.split([' ', '\t']) {
-        if piece.is_empty() {
-            in_gap |= !out.is_empty();
-            continue;
+    let mut gap_before = false;
+    let mut word_start = None;
+    for (at, byte) in line.bytes().enumerate() {
+        let gap = byte == b' ' || byte == b'\t';
+        match (gap, word_start) {
+            (true, Some(start)) => {
+                out.push_str(&line[start..at]);
+                word_start = None;
+                gap_before = true;
+            }
+            (true, None) => gap_before = true,
+            (false, None) => {
+                if gap_before && !out.is_empty() {
+                    out.push(' ');
+                }
+                word_start = Some(at);
+            }
+            (false, Some(_)) => {}
         }
-        if in_gap {
-            out.push(' ');
+    }
+    if let Some(start) = word_start {
+        out.push_str(&line[start..]);
+    }
+}
+
+/// What one pass over a line's bytes tells: how many tokens (runs between spaces and tabs) it
+/// has and how many of them are a single character, and whether it is already clean (no tab, no
+/// run of spaces, no space at either end), so it can be copied as it is.
+struct LineShape {
+    tokens: usize,
+    single_char_tokens: usize,
+    plain: bool,
+}
+
+impl LineShape {
+    fn of(line: &str) -> Self {
+        let mut shape = Self {
+            tokens: 0,
+            single_char_tokens: 0,
+            plain: true,
+        };
+        // Characters of the token being read; UTF-8 continuation bytes do not start one.
+        let mut token_chars = 0usize;
+        let mut previous_gap = true;
+        for byte in line.bytes() {
+            let gap = byte == b' ' || byte == b'\t';
+            if gap {
+                if token_chars > 0 {
+                    shape.end_token(token_chars);
+                    token_chars = 0;
+                }
+                shape.plain &= byte == b' ' && !previous_gap;
+            } else if byte & 0xC0 != 0x80 {
+                token_chars += 1;
+            }
+            previous_gap = gap;
         }
-        out.push_str(piece);
-        in_gap = true;
+        if token_chars > 0 {
+            shape.end_token(token_chars);
+        }
+        shape.plain &= !previous_gap || line.is_empty();
+        shape
+    }
+
+    fn end_token(&mut self, chars: usize) {
+        self.tokens += 1;
+        self.single_char_tokens += usize::from(chars == 1);
+    }
+
+    /// The first test [`repair_letter_spacing`] makes; nearly every line fails it.
+    fn may_be_letter_spaced(&self) -> bool {
+        self.tokens >= 4 && self.single_char_tokens * 10 >= self.tokens * 9
     }
 }
 
@@ -119,17 +208,6 @@ fn collapse_spaces_into(line: &str, out: &mut String) {
 /// collapsed. Lines that are not mostly single characters are returned unchanged.
 fn repair_letter_spacing(line: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
-
-    // The test below on all tokens, without building anything: nearly every line fails it.
-    let mut token_count = 0usize;
-    let mut single_count = 0usize;
-    for token in line.split([' ', '\t']).filter(|t| !t.is_empty()) {
-        token_count += 1;
-        single_count += usize::from(is_single_char(token));
-    }
-    if token_count < 4 || single_count * 10 < token_count * 9 {
-        return Cow::Borrowed(line);
-    }
 
     // Words of the line, each a list of the tokens that single spaces separate.
     let mut words: Vec<Vec<&str>> = Vec::new();
@@ -187,6 +265,20 @@ mod tests {
             normalize("ﬁnance ﬂow oﬀer oﬃce baﬄe ﬅyle ﬆack"),
             "finance flow offer office baffle style stack"
         );
+    }
+
+    #[test]
+    fn text_below_combining_marks_is_already_nfc() {
+        // What the byte scan relies on: every character below U+0300 is NFC on its own (quick
+        // check "Yes": it never composes with the one before) and a starter (nothing reorders).
+        for c in ('\0'..'\u{300}').chain(['\u{2FF}']) {
+            let text = c.to_string();
+            assert!(below_combining_marks(&text), "{c:?}");
+            assert_eq!(is_nfc_quick(text.chars()), IsNormalized::Yes, "{c:?}");
+            assert_eq!(unicode_normalization::char::canonical_combining_class(c), 0);
+        }
+        assert!(!below_combining_marks("e\u{301}"));
+        assert!(!below_combining_marks("山"));
     }
 
     #[test]
