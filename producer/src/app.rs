@@ -12,6 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_server::accept::NoDelayAcceptor;
 use letterbox::sealing::Sealer;
 use letterbox::shutdown::CancellationToken;
 use letterbox::telemetry::PROMETHEUS_CONTENT_TYPE;
@@ -285,13 +286,19 @@ impl Application {
                     .header_read_timeout(header_timeout);
             };
             match tls {
+                // Without TCP_NODELAY the kernel holds a small write (an event of a stream)
+                // until the client acknowledges the one before, which it may delay by 40 ms.
                 None => {
-                    let mut server = axum_server::from_tcp(listener)?.handle(handle);
+                    let mut server = axum_server::from_tcp(listener)?
+                        .acceptor(NoDelayAcceptor)
+                        .handle(handle);
                     tune(server.http_builder());
                     server.serve(router.into_make_service()).await?;
                 }
                 Some(config) => {
-                    let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
+                    let mut server = axum_server::from_tcp_rustls(listener, config)?
+                        .map(|tls| tls.acceptor(NoDelayAcceptor))
+                        .handle(handle);
                     tune(server.http_builder());
                     server.serve(router.into_make_service()).await?;
                 }

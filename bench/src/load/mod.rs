@@ -37,6 +37,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -229,7 +230,9 @@ impl StubServer {
             .spawn(move || {
                 runtime.block_on(async move {
                     let served = async {
-                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        let listener = tokio::net::TcpListener::from_std(listener)?.tap_io(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        });
                         axum::serve(listener, app)
                             .with_graceful_shutdown(stopped.cancelled_owned())
                             .await

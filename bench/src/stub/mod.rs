@@ -25,6 +25,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -337,6 +338,10 @@ pub async fn spawn(config: StubConfig, addr: SocketAddr) -> anyhow::Result<StubH
     // One token stops the server and releases the calls a `Hang` holds, which would otherwise
     // keep the graceful shutdown waiting for answers that never come.
     let stop = state.stop_token();
+    // Each event of a stream goes out when written, as a provider's do, not held for an ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     let server = tokio::spawn(async move { serve.await });
     Ok(StubHandle {
